@@ -1,0 +1,39 @@
+// The per-epoch statistics file: for each trial a header line, one row per epoch, a blank line.
+// Comma-separated with '#' comments, so gnuplot reads it as is (`plot "stats.csv" using 1:2`).
+import { renameSync, writeFileSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+
+import type { EpochResult } from "./trainer.js";
+
+export const CSV_HEADER = "# epoch, train_loss, test_loss, train_accuracy, test_accuracy";
+
+/** Formats one row; numbers in JavaScript's shortest round-trip form, so equal runs give equal files. */
+export function formatCsvRow(result: EpochResult): string {
+  const { epoch, trainLoss, testLoss, trainAccuracy, testAccuracy } = result;
+  return [epoch, trainLoss, testLoss, trainAccuracy, testAccuracy].map(String).join(", ");
+}
+
+/** Collects rows per trial and rewrites the whole file after each epoch. */
+export class CsvWriter {
+  private readonly trials: string[][] = [];
+
+  constructor(readonly path: string) {}
+
+  add(result: EpochResult): void {
+    while (this.trials.length <= result.trial) this.trials.push([]);
+    this.trials[result.trial].push(formatCsvRow(result));
+    this.write();
+  }
+
+  /** Writes to a temporary file and renames it, so readers see the old or the new file, never half. */
+  private write(): void {
+    const text = this.trials
+      .filter((rows) => rows.length > 0)
+      .map((rows) => `${CSV_HEADER}\n${rows.join("\n")}\n\n`)
+      .join("");
+    mkdirSync(dirname(this.path), { recursive: true });
+    const temporary = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(temporary, text);
+    renameSync(temporary, this.path);
+  }
+}
