@@ -56,6 +56,8 @@ export class ModelWorkspace {
   private readonly dropoutMasks: (Uint8Array | null)[];
   private readonly blurKernels: (Float32Array | null)[];
   private weightViews: Float32Array[] = [];
+  /** Whether the last forward pass applied dropout, so backward must apply the same masks. */
+  private lastPassTraining = false;
 
   constructor(plan: ModelPlan, capacity: number) {
     this.plan = plan;
@@ -97,6 +99,7 @@ export class ModelWorkspace {
   /** Runs images input[0 .. n) through the network; returns the logits buffer. */
   forward(n: number, mode: PassMode): Float32Array {
     this.checkBatch(n);
+    this.lastPassTraining = mode.training;
     const { layers } = this.plan;
     for (let i = 0; i < layers.length; i++) {
       const layer = layers[i];
@@ -149,7 +152,6 @@ export class ModelWorkspace {
     const mask = this.dropoutMasks[i]!;
     if (!mode.training) {
       y.set(x.subarray(0, n * features));
-      mask.fill(1, 0, n * features);
       return;
     }
     for (let image = 0; image < n; image++) {
@@ -205,9 +207,13 @@ export class ModelWorkspace {
           break;
         case "flatten":
           break;
-        case "dropout":
-          if (dx) dropoutBackward(n * shapeSize(layer.input), layer.rate, dy, this.dropoutMasks[i]!, dx);
+        case "dropout": {
+          const count = n * shapeSize(layer.input);
+          if (!dx) break;
+          if (this.lastPassTraining) dropoutBackward(count, layer.rate, dy, this.dropoutMasks[i]!, dx);
+          else dx.set(dy.subarray(0, count));
           break;
+        }
         case "dense": {
           const weightIndex = layer.weight.index;
           const biasIndex = layer.bias.index;
