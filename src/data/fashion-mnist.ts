@@ -239,7 +239,7 @@ function describeReadError(error: unknown, filePath: string): Error {
     return new DataError(`${filePath}: permission denied (${code}). Make the file readable`);
   }
   const message = error instanceof Error ? error.message : String(error);
-  return new DataError(`${filePath}: read failed (${message})`);
+  return new DataError(`${filePath}: read failed (${message}). Check the file and its directory`);
 }
 
 /**
@@ -250,8 +250,13 @@ function gunzipChecked(bytes: Uint8Array, filePath: string): Uint8Array {
   const invalidGzip = (reason: string): DataError =>
     new DataError(`${filePath}: not a valid gzip file (${reason}). Re-download it`);
 
-  if (bytes.length < GZIP_MIN_BYTES || bytes[0] !== 0x1f || bytes[1] !== 0x8b) {
+  if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) {
     throw invalidGzip("no gzip header");
+  }
+  if (bytes.length < GZIP_MIN_BYTES) {
+    throw invalidGzip(
+      `truncated, ${bytes.length} bytes is shorter than the gzip header and trailer`,
+    );
   }
   const trailer = new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 8, 8);
   const expectedCrc = trailer.getUint32(0, true);
