@@ -27,7 +27,10 @@ export class Network {
   /** All parameters in one flat buffer, each tensor at its plan offset. */
   readonly parameters: Float32Array;
 
-  constructor(readonly name: NetName, seed: number) {
+  constructor(
+    readonly name: NetName,
+    seed: number,
+  ) {
     this.plan = planModel(name);
     this.parameters = new Float32Array(this.plan.parameterCount);
     const random = new Random(hashKey(seed, RandomStream.initialization));
@@ -49,7 +52,10 @@ export class Network {
       const given = tensors[tensor.name];
       if (!given) throw new Error(`${this.name}: parameter ${tensor.name} is missing`);
       const shape = Array.from(given.shape ?? []);
-      if (shape.length !== tensor.shape.length || shape.some((extent, i) => extent !== tensor.shape[i])) {
+      if (
+        shape.length !== tensor.shape.length ||
+        shape.some((extent, i) => extent !== tensor.shape[i])
+      ) {
         throw new Error(
           `${this.name}: parameter ${tensor.name} has shape [${shape.join(", ")}], expected [${tensor.shape.join(", ")}]`,
         );
@@ -60,7 +66,8 @@ export class Network {
         );
       }
     }
-    for (const tensor of this.plan.parameters) this.parameters.set(tensors[tensor.name].data, tensor.offset);
+    for (const tensor of this.plan.parameters)
+      this.parameters.set(tensors[tensor.name].data, tensor.offset);
   }
 
   /** Returns a copy of every parameter by PyTorch name. */

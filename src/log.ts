@@ -18,7 +18,11 @@ export function createEventLog(path: string | undefined): Logger {
 }
 
 /** Formats one epoch as a line for a person reading the terminal. */
-export function formatEpochLine(result: EpochResult, epochCount: number, trialCount: number): string {
+export function formatEpochLine(
+  result: EpochResult,
+  epochCount: number,
+  trialCount: number,
+): string {
   const trial = trialCount > 1 ? `trial ${result.trial + 1}/${trialCount} ` : "";
   return (
     `${trial}epoch ${result.epoch}/${epochCount}  ` +

@@ -23,7 +23,16 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-const QUICK = ["--data-dir", dataDirectory, "--epoch-count", "2", "--mini-batch-size", "150", "--threads", "2"];
+const QUICK = [
+  "--data-dir",
+  dataDirectory,
+  "--epoch-count",
+  "2",
+  "--mini-batch-size",
+  "150",
+  "--threads",
+  "2",
+];
 
 describe("train.js flags", () => {
   test("help lists every flag with defaults", () => {
@@ -63,7 +72,11 @@ describe("train.js flags", () => {
     ["zero epochs", ["--epoch-count", "0"], /--epoch-count.*'0' is invalid/],
     ["negative epochs", ["--epoch-count", "-1"], /--epoch-count.*'-1' is invalid/],
     ["nan learning rate", ["--learning-rate", "nan"], /--learning-rate.*'nan' is invalid/],
-    ["unknown net", ["--net", "resnet"], /'resnet' is invalid.*linear, single-layer, conv-net, conv-blur-net/],
+    [
+      "unknown net",
+      ["--net", "resnet"],
+      /'resnet' is invalid.*linear, single-layer, conv-net, conv-blur-net/,
+    ],
     ["unknown optimizer", ["--optimizer", "rmsprop"], /'rmsprop' is invalid.*adam, sgd/],
   ];
   for (const [name, args, message] of invalid) {
@@ -122,9 +135,19 @@ describe("train.js outputs", () => {
 
   test("csv has a block per trial", () => {
     const csv = join(workDirectory, "trials.csv");
-    const { status } = run([...QUICK, "--net", "linear", "--trial-count", "2", "--csv-file-name", csv]);
+    const { status } = run([
+      ...QUICK,
+      "--net",
+      "linear",
+      "--trial-count",
+      "2",
+      "--csv-file-name",
+      csv,
+    ]);
     assert.equal(status, 0);
-    const blocks = readFileSync(csv, "utf8").split("\n\n").filter((block) => block.length > 0);
+    const blocks = readFileSync(csv, "utf8")
+      .split("\n\n")
+      .filter((block) => block.length > 0);
     assert.equal(blocks.length, 2);
     assert.notEqual(blocks[0], blocks[1], "trial 1 uses another seed");
   });
@@ -144,7 +167,10 @@ describe("train.js outputs", () => {
     const log = join(workDirectory, "logs", "run.jsonl");
     const { status } = run([...QUICK, "--net", "linear", "--quiet", "--log-file", log]);
     assert.equal(status, 0);
-    const events = readFileSync(log, "utf8").trim().split("\n").map((line) => JSON.parse(line));
+    const events = readFileSync(log, "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
     assert.deepEqual(
       events.map((event) => event.event),
       ["run-start", "epoch", "epoch", "trial-end"],
@@ -167,8 +193,19 @@ describe("train.js outputs", () => {
   });
 
   test("oversized mini-batch is clamped with a warning", () => {
-    const { status, stderr } = run([...QUICK, "--net", "linear", "--mini-batch-size", "5000", "--epoch-count", "1"]);
+    const { status, stderr } = run([
+      ...QUICK,
+      "--net",
+      "linear",
+      "--mini-batch-size",
+      "5000",
+      "--epoch-count",
+      "1",
+    ]);
     assert.equal(status, 0);
-    assert.match(stderr, /warning: --mini-batch-size 5000 is larger than the 400 training images; using 400/);
+    assert.match(
+      stderr,
+      /warning: --mini-batch-size 5000 is larger than the 400 training images; using 400/,
+    );
   });
 });

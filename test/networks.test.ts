@@ -4,7 +4,13 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import { createNetwork, NET_NAMES, type TensorData } from "../src/index.js";
-import { assertClose, loadReference, referenceSuiteOptions, toFloat32, type ReferenceTensor } from "./reference.js";
+import {
+  assertClose,
+  loadReference,
+  referenceSuiteOptions,
+  toFloat32,
+  type ReferenceTensor,
+} from "./reference.js";
 
 const CASES = [
   { net: "linear", file: "net_linear", parameters: 7850 },
@@ -31,7 +37,9 @@ describe("networks against PyTorch", referenceSuiteOptions(), () => {
       const reference = loadReference(file);
       const network = createNetwork(net);
       const parameters: Record<string, TensorData> = {};
-      for (const [name, tensor] of Object.entries(reference.params as Record<string, ReferenceTensor>)) {
+      for (const [name, tensor] of Object.entries(
+        reference.params as Record<string, ReferenceTensor>,
+      )) {
         parameters[name] = { shape: tensor.shape, data: toFloat32(tensor) };
       }
       assert.deepEqual(Object.keys(parameters).sort(), [...network.parameterNames].sort());
@@ -44,7 +52,11 @@ describe("networks against PyTorch", referenceSuiteOptions(), () => {
       assertClose(result.logits, toFloat32(reference.logits), `${net} logits`);
       assertClose([result.lossSum], [reference.loss_sum], `${net} loss sum`);
       for (const name of network.parameterNames) {
-        assertClose(result.gradients[name], toFloat32(reference.grads[name]), `${net} gradient of ${name}`);
+        assertClose(
+          result.gradients[name],
+          toFloat32(reference.grads[name]),
+          `${net} gradient of ${name}`,
+        );
       }
     });
   }

@@ -32,7 +32,11 @@ export function syntheticImageSet(count: number, seed: number): ImageSet {
   return { count, rows: 28, columns: 28, pixels, labels };
 }
 
-export function syntheticFashionMnist(trainCount: number, testCount: number, seed = 1): FashionMnist {
+export function syntheticFashionMnist(
+  trainCount: number,
+  testCount: number,
+  seed = 1,
+): FashionMnist {
   return {
     directory: "(synthetic)",
     train: syntheticImageSet(trainCount, seed),

@@ -3,7 +3,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { Trainer, shardImages, type EpochResult, type TrainingSettings } from "../src/training/trainer.js";
+import {
+  Trainer,
+  shardImages,
+  type EpochResult,
+  type TrainingSettings,
+} from "../src/training/trainer.js";
 import { syntheticFashionMnist } from "./synthetic.js";
 
 const data = syntheticFashionMnist(600, 200);

@@ -2,7 +2,12 @@
 import { Piscina } from "piscina";
 
 import { planModel, parameterViews } from "../src/model/plan.js";
-import { ModelWorkspace, EVALUATION, pixelsToInput, type PassMode } from "../src/model/workspace.js";
+import {
+  ModelWorkspace,
+  EVALUATION,
+  pixelsToInput,
+  type PassMode,
+} from "../src/model/workspace.js";
 import {
   COMPLETED_SHARDS,
   PUBLISHED_STEP,

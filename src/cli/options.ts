@@ -2,7 +2,11 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 
 import { NET_NAMES, type NetName } from "../nets/index.js";
-import { defaultLearningRate, OPTIMIZER_NAMES, type OptimizerName } from "../training/optimizers.js";
+import {
+  defaultLearningRate,
+  OPTIMIZER_NAMES,
+  type OptimizerName,
+} from "../training/optimizers.js";
 import { defaultThreadCount } from "../training/trainer.js";
 
 export const MAX_THREADS = 256;
@@ -61,13 +65,17 @@ export function buildCommand(): Command {
       "Train a Fashion-MNIST classifier on a pool of worker threads. Every flag has a default; " +
         "results are bit-identical for any --threads with the same --seed.",
     )
-    .addOption(new Option("--net <name>", "network to train").choices(NET_NAMES).default("conv-net"))
+    .addOption(
+      new Option("--net <name>", "network to train").choices(NET_NAMES).default("conv-net"),
+    )
     .addOption(
       new Option("--threads <count>", `worker threads in the pool, 1 to ${MAX_THREADS}`)
         .argParser(integerIn(1, MAX_THREADS))
         .default(defaultThreadCount(), "available parallelism of this machine"),
     )
-    .addOption(new Option("--optimizer <name>", "optimizer").choices(OPTIMIZER_NAMES).default("adam"))
+    .addOption(
+      new Option("--optimizer <name>", "optimizer").choices(OPTIMIZER_NAMES).default("adam"),
+    )
     .addOption(
       new Option(
         "--learning-rate <rate>",
@@ -96,14 +104,16 @@ export function buildCommand(): Command {
         .default(0),
     )
     .addOption(
-      new Option("--train-count <images>", "train on the first N training images (default: all 60000)").argParser(
-        count,
-      ),
+      new Option(
+        "--train-count <images>",
+        "train on the first N training images (default: all 60000)",
+      ).argParser(count),
     )
     .addOption(
-      new Option("--test-count <images>", "evaluate on the first N test images (default: all 10000)").argParser(
-        count,
-      ),
+      new Option(
+        "--test-count <images>",
+        "evaluate on the first N test images (default: all 10000)",
+      ).argParser(count),
     )
     .addOption(
       new Option(
@@ -111,8 +121,12 @@ export function buildCommand(): Command {
         "directory with the four Fashion-MNIST files (default: $FASHION_MNIST_DIR, then data/fashion_mnist/, then /usr/share/datasets/fashion-mnist/)",
       ),
     )
-    .addOption(new Option("--csv-file-name <file>", "write per-epoch loss and accuracy as CSV to this file"))
-    .addOption(new Option("--log-file <file>", "append pino JSON events (one per line) to this file"))
+    .addOption(
+      new Option("--csv-file-name <file>", "write per-epoch loss and accuracy as CSV to this file"),
+    )
+    .addOption(
+      new Option("--log-file <file>", "append pino JSON events (one per line) to this file"),
+    )
     .addOption(new Option("--quiet", "print no per-epoch lines on stdout").default(false))
     .helpOption("-h, --help", "show every flag with its default")
     .showHelpAfterError("(run with --help to see every flag)")

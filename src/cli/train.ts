@@ -2,7 +2,12 @@
 import { CommanderError } from "commander";
 import type { Logger } from "pino";
 
-import { DataError, loadFashionMnist, locateDataDirectory, type FashionMnist } from "../data/index.js";
+import {
+  DataError,
+  loadFashionMnist,
+  locateDataDirectory,
+  type FashionMnist,
+} from "../data/index.js";
 import { createEventLog, formatEpochLine } from "../log.js";
 import { CsvWriter } from "../training/csv.js";
 import { Trainer, type TrainingSettings } from "../training/trainer.js";
@@ -26,7 +31,11 @@ function parseArguments(argv: string[]): TrainOptions {
 }
 
 /** Checks the requested subset sizes against the data and settles the mini-batch size. */
-function resolveSettings(options: TrainOptions, data: FashionMnist, warn: (message: string) => void): TrainingSettings {
+function resolveSettings(
+  options: TrainOptions,
+  data: FashionMnist,
+  warn: (message: string) => void,
+): TrainingSettings {
   const trainCount = options.trainCount ?? data.train.count;
   const testCount = options.testCount ?? data.test.count;
   if (trainCount > data.train.count) {
@@ -41,7 +50,9 @@ function resolveSettings(options: TrainOptions, data: FashionMnist, warn: (messa
   }
   let miniBatchSize = options.miniBatchSize;
   if (miniBatchSize > trainCount) {
-    warn(`--mini-batch-size ${miniBatchSize} is larger than the ${trainCount} training images; using ${trainCount}`);
+    warn(
+      `--mini-batch-size ${miniBatchSize} is larger than the ${trainCount} training images; using ${trainCount}`,
+    );
     miniBatchSize = trainCount;
   }
   return {
@@ -88,7 +99,8 @@ async function train(options: TrainOptions, log: Logger): Promise<void> {
     for (let trial = 0; trial < settings.trialCount; trial++) {
       const started = performance.now();
       const results = await trainer.runTrial(trial, (result) => {
-        if (!options.quiet) console.log(formatEpochLine(result, settings.epochCount, settings.trialCount));
+        if (!options.quiet)
+          console.log(formatEpochLine(result, settings.epochCount, settings.trialCount));
         log.info({ event: "epoch", ...result }, "epoch finished");
         csv?.add(result);
       });
@@ -119,7 +131,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     log = createEventLog(options.logFile);
   } catch (error) {
-    process.stderr.write(`error: cannot open --log-file ${options.logFile}: ${(error as Error).message}\n`);
+    process.stderr.write(
+      `error: cannot open --log-file ${options.logFile}: ${(error as Error).message}\n`,
+    );
     return ExitCode.usage;
   }
 

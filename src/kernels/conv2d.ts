@@ -95,6 +95,18 @@ function endValidOutput(
   return Math.min(outSize, Math.floor((inSize - 1 + pad - tap) / stride) + 1);
 }
 
+// Returns the offset within an input plane of the element that output (oh, ow) reads through
+// tap (tapRow, tapColumn).
+function inputPlaneOffset(
+  g: Conv2dGeometry,
+  oh: number,
+  ow: number,
+  tapRow: number,
+  tapColumn: number,
+): number {
+  return (oh * g.stride - g.pad + tapRow) * g.inWidth + ow * g.stride - g.pad + tapColumn;
+}
+
 // Float64 scratch for one input or output plane, so that each sum over channels and taps is
 // rounded to float32 once. It grows on first use and is reused afterwards. Calls cannot overlap
 // because the kernels are synchronous and every worker thread has its own module instance.
@@ -151,9 +163,8 @@ export function conv2dForward(
             const owFirst = firstValidOutput(tapColumn, stride, pad);
             const owEnd = endValidOutput(tapColumn, stride, pad, inWidth, outWidth);
             const weight = w[wFilter + tapRow * kernelWidth + tapColumn];
-            // x index of output (ohFirst, owFirst) for this tap, then stepped per row and column.
-            let xRowStart =
-              xPlane + (ohFirst * stride - pad + tapRow) * inWidth + owFirst * stride - pad + tapColumn;
+            // x index that output (ohFirst, owFirst) reads, then stepped per row and column.
+            let xRowStart = xPlane + inputPlaneOffset(g, ohFirst, owFirst, tapRow, tapColumn);
             for (let oh = ohFirst; oh < ohEnd; oh++) {
               const sumsRowEnd = oh * outWidth + owEnd;
               let xIndex = xRowStart;
@@ -247,9 +258,7 @@ function conv2dBackwardInput(
             const owFirst = firstValidOutput(tapColumn, stride, pad);
             const owEnd = endValidOutput(tapColumn, stride, pad, inWidth, outWidth);
             const weight = w[wFilter + tapRow * kernelWidth + tapColumn];
-            // Plane index of the input that output (ohFirst, owFirst) reads through this tap.
-            let sumsRowStart =
-              (ohFirst * stride - pad + tapRow) * inWidth + owFirst * stride - pad + tapColumn;
+            let sumsRowStart = inputPlaneOffset(g, ohFirst, owFirst, tapRow, tapColumn);
             for (let oh = ohFirst; oh < ohEnd; oh++) {
               const dyRowEnd = dyPlane + oh * outWidth + owEnd;
               let sumIndex = sumsRowStart;
@@ -308,9 +317,7 @@ function conv2dBackwardWeights(
         for (let tapColumn = 0; tapColumn < kernelWidth; tapColumn++) {
           const owFirst = firstValidOutput(tapColumn, stride, pad);
           const owEnd = endValidOutput(tapColumn, stride, pad, inWidth, outWidth);
-          // Plane offset of the input that output (ohFirst, owFirst) reads through this tap.
-          const xTapOffset =
-            (ohFirst * stride - pad + tapRow) * inWidth + owFirst * stride - pad + tapColumn;
+          const xTapOffset = inputPlaneOffset(g, ohFirst, owFirst, tapRow, tapColumn);
           let sum = 0;
           for (let image = 0; image < n; image++) {
             const dyPlane = image * yImageStride + oc * yPlaneSize;
@@ -336,7 +343,12 @@ function conv2dBackwardWeights(
  * Computes db, the gradient of the bias: the sum of dy over images and positions.
  * dy [n, outChannels, outHeight, outWidth], db [outChannels].
  */
-function conv2dBackwardBias(g: Conv2dGeometry, n: number, dy: Float32Array, db: Float32Array): void {
+function conv2dBackwardBias(
+  g: Conv2dGeometry,
+  n: number,
+  dy: Float32Array,
+  db: Float32Array,
+): void {
   const { outChannels, outHeight, outWidth } = g;
   const yPlaneSize = outHeight * outWidth;
   const yImageStride = outChannels * yPlaneSize;

@@ -1,28 +1,12 @@
-// Inverted dropout, elementwise over flat float32 buffers: kept values are scaled by
+// Inverted dropout, elementwise over flat float32 buffers. Kept values are scaled by
 // 1 / (1 - rate) during training, so evaluation needs no rescaling. The caller draws the mask
-// (for example with fillDropoutMask and a seeded generator) so that runs are reproducible.
+// (fillDropoutMask in random.ts, keyed by seed, epoch and image) so that runs are reproducible.
 
 function keepScale(rate: number): number {
   if (!(rate >= 0 && rate < 1)) {
     throw new RangeError(`dropout: rate must be in [0, 1), got ${rate}`);
   }
   return 1 / (1 - rate);
-}
-
-/**
- * Fills mask[0 .. count) with 1 (keep) with probability 1 - rate and 0 (drop) otherwise.
- * nextRandom returns uniform numbers in [0, 1), like Math.random.
- */
-export function fillDropoutMask(
-  count: number,
-  rate: number,
-  mask: Uint8Array,
-  nextRandom: () => number,
-): void {
-  keepScale(rate);
-  for (let i = 0; i < count; i++) {
-    mask[i] = nextRandom() < rate ? 0 : 1;
-  }
 }
 
 /**

@@ -116,7 +116,7 @@ export function maxPool2dForward(
 }
 
 /**
- * Computes dx, the gradient of the pooling input, overwriting dx: each window's gradient goes to
+ * Computes dx, the gradient of the pooling input, overwriting dx. Each window's gradient goes to
  * its recorded maximum, and overlapping windows (stride < size) add up.
  * dy [n, channels, outHeight, outWidth], argmax like dy (from maxPool2dForward),
  * dx [n, channels, inHeight, inWidth].

@@ -4,7 +4,7 @@
 /**
  * Computes the cross-entropy loss of softmax(logits) against the labels, summed over the n rows,
  * and writes its gradient when dlogits is not null.
- * logits [n, classes]; labels[labelOffset + i] is the class of row i;
+ * logits [n, classes], labels[labelOffset + i] is the class of row i, and
  * dlogits [n, classes] = (softmax(logits) - onehot(label)) * gradientScale.
  * Returns the summed loss and the count of rows whose arg-max (the first maximum on ties) equals
  * the label. Throws a RangeError when a label is missing or not below `classes`.

@@ -35,7 +35,13 @@ interface PlannedBase {
 
 export type PlannedLayer = PlannedBase &
   (
-    | { kind: "conv2d"; name: string; geometry: Conv2dGeometry; weight: ParameterTensor; bias: ParameterTensor }
+    | {
+        kind: "conv2d";
+        name: string;
+        geometry: Conv2dGeometry;
+        weight: ParameterTensor;
+        bias: ParameterTensor;
+      }
     | { kind: "blur"; geometry: Conv2dGeometry }
     | { kind: "max-pool"; geometry: MaxPool2dGeometry }
     | { kind: "leaky-relu" }
@@ -101,7 +107,12 @@ export function planModel(net: NetName): ModelPlan {
   };
 }
 
-type AddParameter = (name: string, shape: number[], fanIn: number, isBias: boolean) => ParameterTensor;
+type AddParameter = (
+  name: string,
+  shape: number[],
+  fanIn: number,
+  isBias: boolean,
+) => ParameterTensor;
 
 function planLayer(layer: Layer, input: Shape, addParameter: AddParameter): PlannedLayer {
   switch (layer.kind) {
@@ -165,12 +176,21 @@ function planLayer(layer: Layer, input: Shape, addParameter: AddParameter): Plan
     case "leaky-relu":
       return { kind: "leaky-relu", input, output: input };
     case "flatten":
-      return { kind: "flatten", input, output: { channels: shapeSize(input), height: 1, width: 1 } };
+      return {
+        kind: "flatten",
+        input,
+        output: { channels: shapeSize(input), height: 1, width: 1 },
+      };
     case "dropout":
       return { kind: "dropout", rate: layer.rate, input, output: input };
     case "dense": {
       const inFeatures = shapeSize(input);
-      const weight = addParameter(`${layer.name}.weight`, [layer.outFeatures, inFeatures], inFeatures, false);
+      const weight = addParameter(
+        `${layer.name}.weight`,
+        [layer.outFeatures, inFeatures],
+        inFeatures,
+        false,
+      );
       const bias = addParameter(`${layer.name}.bias`, [layer.outFeatures], inFeatures, true);
       const output = { channels: layer.outFeatures, height: 1, width: 1 };
       return {
@@ -192,7 +212,9 @@ export function parameterViews(plan: ModelPlan, buffer: Float32Array): Float32Ar
   if (buffer.length < plan.parameterCount) {
     throw new Error(`parameter buffer holds ${buffer.length} values, needs ${plan.parameterCount}`);
   }
-  return plan.parameters.map((tensor) => buffer.subarray(tensor.offset, tensor.offset + tensor.size));
+  return plan.parameters.map((tensor) =>
+    buffer.subarray(tensor.offset, tensor.offset + tensor.size),
+  );
 }
 
 /**

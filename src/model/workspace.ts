@@ -146,7 +146,13 @@ export class ModelWorkspace {
     return this.logits;
   }
 
-  private dropoutForward(i: number, rate: number, n: number, features: number, mode: PassMode): void {
+  private dropoutForward(
+    i: number,
+    rate: number,
+    n: number,
+    features: number,
+    mode: PassMode,
+  ): void {
     const x = this.values[i];
     const y = this.values[i + 1];
     const mask = this.dropoutMasks[i]!;
@@ -166,9 +172,20 @@ export class ModelWorkspace {
    * and when `gradients` is given (one view per parameter tensor), overwrites it with the gradient
    * of that summed loss. Returns the loss sum and the count of correct arg-max predictions.
    */
-  lossAndBackward(n: number, gradients: Float32Array[] | null): { lossSum: number; correct: number } {
+  lossAndBackward(
+    n: number,
+    gradients: Float32Array[] | null,
+  ): { lossSum: number; correct: number } {
     const dlogits = gradients ? this.deltas[this.deltas.length - 1] : null;
-    const result = softmaxCrossEntropy(n, this.plan.classCount, this.logits, this.labels, 0, dlogits, 1);
+    const result = softmaxCrossEntropy(
+      n,
+      this.plan.classCount,
+      this.logits,
+      this.labels,
+      0,
+      dlogits,
+      1,
+    );
     if (gradients) this.backward(n, gradients);
     return result;
   }
@@ -210,7 +227,8 @@ export class ModelWorkspace {
         case "dropout": {
           const count = n * shapeSize(layer.input);
           if (!dx) break;
-          if (this.lastPassTraining) dropoutBackward(count, layer.rate, dy, this.dropoutMasks[i]!, dx);
+          if (this.lastPassTraining)
+            dropoutBackward(count, layer.rate, dy, this.dropoutMasks[i]!, dx);
           else dx.set(dy.subarray(0, count));
           break;
         }
@@ -238,7 +256,8 @@ export class ModelWorkspace {
     if (!Number.isInteger(n) || n < 1 || n > this.capacity) {
       throw new Error(`batch of ${n} images does not fit a workspace for ${this.capacity}`);
     }
-    if (this.weightViews.length === 0) throw new Error("workspace has no weights: call bindWeights first");
+    if (this.weightViews.length === 0)
+      throw new Error("workspace has no weights: call bindWeights first");
   }
 }
 

@@ -13,7 +13,12 @@ import type { FashionMnist } from "../data/index.js";
 import type { NetName } from "../nets/index.js";
 import { initializeParameters, planModel, type ModelPlan } from "../model/plan.js";
 import { hashKey, Random, RandomStream, shuffleInPlace } from "../random.js";
-import { createOptimizer, scheduledLearningRate, type Optimizer, type OptimizerName } from "./optimizers.js";
+import {
+  createOptimizer,
+  scheduledLearningRate,
+  type Optimizer,
+  type OptimizerName,
+} from "./optimizers.js";
 import {
   COMPLETED_SHARDS,
   PUBLISHED_STEP,
@@ -139,7 +144,11 @@ export class Trainer {
     const seed = settings.seed + trial;
     const initRandom = new Random(hashKey(seed, RandomStream.initialization));
     initializeParameters(this.plan, this.weights, () => initRandom.nextNormal());
-    const optimizer = createOptimizer(settings.optimizer, this.parameterCount, settings.weightDecay);
+    const optimizer = createOptimizer(
+      settings.optimizer,
+      this.parameterCount,
+      settings.weightDecay,
+    );
     this.publishStep();
 
     const results: EpochResult[] = [];
@@ -167,7 +176,11 @@ export class Trainer {
     return results;
   }
 
-  private async trainEpoch(seed: number, epoch: number, optimizer: Optimizer): Promise<ShardResult> {
+  private async trainEpoch(
+    seed: number,
+    epoch: number,
+    optimizer: Optimizer,
+  ): Promise<ShardResult> {
     const { settings } = this;
     const order = new Int32Array(settings.trainCount);
     for (let i = 0; i < order.length; i++) order[i] = i;
@@ -207,7 +220,9 @@ export class Trainer {
     // Acquire: pairs with each worker's Atomics.add after it wrote its slot (see protocol.ts).
     const completed = Atomics.load(setup.sync, COMPLETED_SHARDS);
     if (completed !== tasks.length) {
-      throw new Error(`step ${this.step}: ${completed} of ${tasks.length} shards reported completion`);
+      throw new Error(
+        `step ${this.step}: ${completed} of ${tasks.length} shards reported completion`,
+      );
     }
 
     this.reduce(tasks.length, batch.length);
@@ -241,7 +256,9 @@ export class Trainer {
 
   private async runTasks(tasks: ShardTask[]): Promise<ShardResult[]> {
     if (this.poolError) throw this.poolError;
-    const results = await Promise.all(tasks.map((task) => this.pool.run(task) as Promise<ShardResult>));
+    const results = await Promise.all(
+      tasks.map((task) => this.pool.run(task) as Promise<ShardResult>),
+    );
     if (this.poolError) throw this.poolError;
     return results;
   }
