@@ -32,7 +32,7 @@ function settings(overrides: Partial<TrainingSettings> = {}): TrainingSettings {
 async function train(threads: number, overrides: Partial<TrainingSettings> = {}) {
   const trainer = new Trainer(settings(overrides), data, threads);
   try {
-    const epochs = await trainer.runTrial(0, () => {});
+    const { results: epochs } = await trainer.runTrial(0);
     return { epochs, weights: Buffer.from(trainer.weights.buffer).toString("base64") };
   } finally {
     await trainer.close();

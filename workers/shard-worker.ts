@@ -9,7 +9,6 @@ import {
   type PassMode,
 } from "../src/model/workspace.js";
 import {
-  COMPLETED_SHARDS,
   PUBLISHED_STEP,
   type ShardResult,
   type ShardTask,
@@ -68,6 +67,10 @@ function trainShard(task: TrainShardTask): ShardResult {
       indexOffset: offset,
     };
     workspace.forward(n, mode);
+    if (task.exitWorker) {
+      // Testing aid (TRAINER_FAULT_KILL_WORKER_AT_STEP): die with the slot half-written.
+      process.exit(70);
+    }
 
     // The first chunk writes the slot; later ones are added to it in chunk order.
     const first = done === 0;
@@ -112,7 +115,7 @@ export default function runShard(task: ShardTask): ShardResult {
   checkPublishedStep(task.step);
   if (task.kind === "evaluate") return evaluateShard(task.start, task.count);
   const result = trainShard(task);
-  // Release: the slot's writes above happen before this increment (see protocol.ts).
-  Atomics.add(setup.sync, COMPLETED_SHARDS, 1);
+  // Release: the slot's writes above happen before this store (see protocol.ts).
+  Atomics.store(setup.slotSteps, task.slot, task.step + 1);
   return result;
 }

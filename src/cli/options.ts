@@ -27,8 +27,29 @@ export interface TrainOptions {
   dataDir?: string;
   csvFileName?: string;
   logFile?: string;
+  logFormat: LogFormat;
+  checkpointDir?: string;
+  resume?: string;
+  saveWeights?: string;
+  initWeights?: string;
   quiet: boolean;
 }
+
+export const LOG_FORMATS = ["text", "json"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** Flags a resumed run may set freely; every other flag must agree with the checkpoint. */
+export const RESUMABLE_FLAGS: readonly (keyof TrainOptions)[] = [
+  "csvFileName",
+  "logFile",
+  "logFormat",
+  "saveWeights",
+  "checkpointDir",
+  "threads",
+  "quiet",
+  "dataDir",
+  "resume",
+];
 
 function integerIn(minimum: number, maximum: number) {
   return (text: string): number => {
@@ -127,17 +148,56 @@ export function buildCommand(): Command {
     .addOption(
       new Option("--log-file <file>", "append pino JSON events (one per line) to this file"),
     )
-    .addOption(new Option("--quiet", "print no per-epoch lines on stdout").default(false))
+    .addOption(
+      new Option(
+        "--log-format <format>",
+        "stdout: human lines (text) or only the JSON events (json)",
+      )
+        .choices(LOG_FORMATS)
+        .default("text"),
+    )
+    .addOption(
+      new Option(
+        "--checkpoint-dir <directory>",
+        "after every epoch write DIR/latest, and DIR/best when the test accuracy is the best so far",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--resume <directory>",
+        "continue the run saved in DIR/latest (its settings apply; --epoch-count may be raised)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--save-weights <file>",
+        "write the trained weights as safetensors (NAME-trial-K.safetensors with several trials)",
+      ),
+    )
+    .addOption(
+      new Option("--init-weights <file>", "start from the weights in this safetensors file"),
+    )
+    .addOption(
+      new Option("--quiet", "no per-epoch lines on stdout and no progress bar").default(false),
+    )
     .helpOption("-h, --help", "show every flag with its default")
     .showHelpAfterError("(run with --help to see every flag)")
     .allowExcessArguments(false);
 }
 
+export interface ParsedOptions {
+  options: TrainOptions;
+  /** Flags given on the command line (not defaults), by option name. */
+  explicit: Set<keyof TrainOptions>;
+}
+
 /** Reads the parsed commander options into TrainOptions, filling the optimizer's learning rate. */
-export function readOptions(command: Command): TrainOptions {
+export function readOptions(command: Command): ParsedOptions {
   const raw = command.opts<Omit<TrainOptions, "learningRate"> & { learningRate?: number }>();
-  return {
-    ...raw,
-    learningRate: raw.learningRate ?? defaultLearningRate(raw.optimizer),
-  };
+  const explicit = new Set<keyof TrainOptions>();
+  for (const name of Object.keys(raw) as (keyof TrainOptions)[]) {
+    if (command.getOptionValueSource(name) === "cli") explicit.add(name);
+  }
+  const options = { ...raw, learningRate: raw.learningRate ?? defaultLearningRate(raw.optimizer) };
+  return { options, explicit };
 }

@@ -1,28 +1,36 @@
-// dist/train.js: parse flags, load the data, train every trial, report each epoch.
+// dist/train.js: parse flags, check every input, train every trial, report each epoch, and
+// stop cleanly on interrupts, divergence and repeated worker failures.
 import { CommanderError } from "commander";
+import cliProgress from "cli-progress";
 import type { Logger } from "pino";
 
+import { DataError } from "../data/index.js";
+import { SafetensorsError, writeSafetensors } from "../io/safetensors.js";
+import { createEventLog, formatEpochLine, machineFields } from "../log.js";
+import { parameterViews } from "../model/plan.js";
 import {
-  DataError,
-  loadFashionMnist,
-  locateDataDirectory,
-  type FashionMnist,
-} from "../data/index.js";
-import { createEventLog, formatEpochLine } from "../log.js";
+  BEST_CHECKPOINT,
+  CHECKPOINT_FORMAT_VERSION,
+  CheckpointError,
+  LATEST_CHECKPOINT,
+  writeCheckpoint,
+} from "../training/checkpoint.js";
 import { CsvWriter } from "../training/csv.js";
-import { Trainer, type TrainingSettings } from "../training/trainer.js";
+import { DivergenceError, StepFailedError } from "../training/errors.js";
+import { Trainer, type EpochResult, type TrialSnapshot } from "../training/trainer.js";
 import { PACKAGE_VERSION } from "../version.js";
 import { ExitCode, UsageError } from "./errors.js";
-import { buildCommand, readOptions, type TrainOptions } from "./options.js";
+import { buildCommand, readOptions, type ParsedOptions, type TrainOptions } from "./options.js";
+import { prepareRun, type PreparedRun } from "./prepare.js";
 
 /** Parses argv (without node and the script); exits with 0 after --help, 2 on a bad flag. */
-function parseArguments(argv: string[]): TrainOptions {
+function parseArguments(argv: string[]): ParsedOptions {
   const command = buildCommand().exitOverride();
   try {
     command.parse(argv, { from: "user" });
   } catch (error) {
     if (error instanceof CommanderError) {
-      // commander has already printed its message (or the help text) to stderr or stdout.
+      // commander has already printed its message (or the help text).
       process.exit(error.exitCode === 0 ? ExitCode.success : ExitCode.usage);
     }
     throw error;
@@ -30,123 +38,310 @@ function parseArguments(argv: string[]): TrainOptions {
   return readOptions(command);
 }
 
-/** Checks the requested subset sizes against the data and settles the mini-batch size. */
-function resolveSettings(
-  options: TrainOptions,
-  data: FashionMnist,
-  warn: (message: string) => void,
-): TrainingSettings {
-  const trainCount = options.trainCount ?? data.train.count;
-  const testCount = options.testCount ?? data.test.count;
-  if (trainCount > data.train.count) {
-    throw new UsageError(
-      `--train-count ${trainCount} is larger than the training set (${data.train.count} images): pass at most ${data.train.count}`,
-    );
-  }
-  if (testCount > data.test.count) {
-    throw new UsageError(
-      `--test-count ${testCount} is larger than the test set (${data.test.count} images): pass at most ${data.test.count}`,
-    );
-  }
-  let miniBatchSize = options.miniBatchSize;
-  if (miniBatchSize > trainCount) {
-    warn(
-      `--mini-batch-size ${miniBatchSize} is larger than the ${trainCount} training images; using ${trainCount}`,
-    );
-    miniBatchSize = trainCount;
-  }
-  return {
-    net: options.net,
-    optimizer: options.optimizer,
-    learningRate: options.learningRate,
-    weightDecay: options.weightDecay,
-    miniBatchSize,
-    epochCount: options.epochCount,
-    trialCount: options.trialCount,
-    seed: options.seed,
-    trainCount,
-    testCount,
-  };
+function isInputError(error: unknown): boolean {
+  return (
+    error instanceof UsageError ||
+    error instanceof DataError ||
+    error instanceof CheckpointError ||
+    error instanceof SafetensorsError
+  );
 }
 
-async function train(options: TrainOptions, log: Logger): Promise<void> {
-  const warn = (message: string) => {
-    process.stderr.write(`warning: ${message}\n`);
-    log.warn({ event: "warning" }, message);
+/** SIGINT and SIGTERM: the first asks the run to stop after the current step; a second SIGINT exits at once. */
+class InterruptWatch {
+  signal: NodeJS.Signals | null = null;
+
+  private readonly onSignal = (signal: NodeJS.Signals) => {
+    if (this.signal === "SIGINT" && signal === "SIGINT") {
+      process.stderr.write("\nsecond interrupt: exiting now\n");
+      process.exit(ExitCode.sigint);
+    }
+    this.signal ??= signal;
+    process.stderr.write(`\n${signal}: stopping after the current step\n`);
   };
 
-  const directory = locateDataDirectory({ dataDir: options.dataDir });
-  const data = loadFashionMnist(directory);
-  const settings = resolveSettings(options, data, warn);
-  const csv = options.csvFileName ? new CsvWriter(options.csvFileName) : null;
+  install(): void {
+    process.on("SIGINT", this.onSignal);
+    process.on("SIGTERM", this.onSignal);
+  }
 
-  const trainer = new Trainer(settings, data, options.threads);
+  uninstall(): void {
+    process.off("SIGINT", this.onSignal);
+    process.off("SIGTERM", this.onSignal);
+  }
+
+  get exitCode(): number {
+    return this.signal === "SIGTERM" ? ExitCode.sigterm : ExitCode.sigint;
+  }
+}
+
+/** Where a trial's weights go: the given path with one trial, NAME-trial-K.safetensors with several. */
+export function weightsPath(path: string, trial: number, trialCount: number): string {
+  if (trialCount === 1) return path;
+  const base = path.endsWith(".safetensors") ? path.slice(0, -".safetensors".length) : path;
+  return `${base}-trial-${trial}.safetensors`;
+}
+
+class Run {
+  private readonly csv: CsvWriter | null;
+  private readonly interrupts = new InterruptWatch();
+  private bestTestAccuracy: number | null;
+  private progress: cliProgress.SingleBar | null = null;
+  private progressStarted = 0;
+
+  constructor(
+    private readonly options: TrainOptions,
+    private readonly prepared: PreparedRun,
+    private readonly log: Logger,
+    private readonly trainer: Trainer,
+  ) {
+    this.csv = options.csvFileName ? new CsvWriter(options.csvFileName) : null;
+    this.bestTestAccuracy = prepared.checkpoint?.bestTestAccuracy ?? null;
+  }
+
+  private get humanOutput(): boolean {
+    return this.options.logFormat === "text";
+  }
+
+  async execute(): Promise<number> {
+    const { settings, checkpoint, initialWeights } = this.prepared;
+    let resume: TrialSnapshot | undefined = checkpoint?.snapshot;
+    let firstTrial = resume?.position.trial ?? 0;
+    if (resume && resume.position.epoch >= settings.epochCount) {
+      // The checkpoint ends a trial: go on with the next one, if any.
+      firstTrial++;
+      resume = undefined;
+    }
+    if (firstTrial >= settings.trialCount) {
+      this.report(
+        "the run in the checkpoint is already complete; raise --epoch-count to train longer",
+      );
+      return ExitCode.success;
+    }
+
+    this.interrupts.install();
+    try {
+      for (let trial = firstTrial; trial < settings.trialCount; trial++) {
+        const started = performance.now();
+        const outcome = await this.trainer.runTrial(
+          trial,
+          {
+            onEpoch: (result) => this.onEpoch(result),
+            onStep: (position) =>
+              this.progress?.update(position.batch, this.progressRate(position.batch)),
+            shouldStop: () => this.interrupts.signal !== null,
+            onRetry: ({ step, attempt, failed, error }) =>
+              this.warn(
+                `step ${step}: ${failed} shard(s) failed (attempt ${attempt}): ${error.message}; computing them again`,
+              ),
+          },
+          { resume, initialWeights },
+        );
+        resume = undefined;
+        this.stopProgress();
+        if (!outcome.finished) return this.stopOnInterrupt();
+        this.onTrialEnd(trial, outcome.results, (performance.now() - started) / 1000);
+      }
+    } finally {
+      this.stopProgress();
+      this.interrupts.uninstall();
+    }
+    return ExitCode.success;
+  }
+
+  private onEpoch(result: EpochResult): void {
+    this.stopProgress();
+    const { settings } = this.prepared;
+    if (this.humanOutput && !this.options.quiet) {
+      console.log(formatEpochLine(result, settings.epochCount, settings.trialCount));
+    }
+    this.log.info({ event: "epoch", ...result }, "epoch finished");
+    this.csv?.add(result);
+
+    const directory = this.options.checkpointDir;
+    if (directory) {
+      const isBest = this.bestTestAccuracy === null || result.testAccuracy > this.bestTestAccuracy;
+      if (isBest) this.bestTestAccuracy = result.testAccuracy;
+      this.saveCheckpoint(LATEST_CHECKPOINT);
+      if (isBest) this.saveCheckpoint(BEST_CHECKPOINT);
+    }
+    if (result.epoch < settings.epochCount) this.startProgress();
+  }
+
+  private saveCheckpoint(name: string): void {
+    const snapshot = this.trainer.snapshot();
+    const path = writeCheckpoint(this.options.checkpointDir!, name, {
+      formatVersion: CHECKPOINT_FORMAT_VERSION,
+      packageVersion: PACKAGE_VERSION,
+      settings: this.prepared.settings,
+      bestTestAccuracy: this.bestTestAccuracy,
+      snapshot,
+    });
+    this.log.info(
+      { event: "checkpoint", name, path, position: snapshot.position },
+      "checkpoint written",
+    );
+  }
+
+  private onTrialEnd(trial: number, results: EpochResult[], seconds: number): void {
+    const last = results[results.length - 1];
+    this.log.info(
+      {
+        event: "trial-end",
+        trial,
+        epochs: results.length,
+        trainLoss: last?.trainLoss,
+        testLoss: last?.testLoss,
+        trainAccuracy: last?.trainAccuracy,
+        testAccuracy: last?.testAccuracy,
+        weightNorm: last?.weightNorm,
+        seconds,
+      },
+      "trial finished",
+    );
+    if (this.options.saveWeights) {
+      const { settings } = this.prepared;
+      const path = weightsPath(this.options.saveWeights, trial, settings.trialCount);
+      const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+      const views = parameterViews(this.trainer.plan, this.trainer.weights);
+      this.trainer.plan.parameters.forEach((tensor, i) => {
+        tensors[tensor.name] = { shape: tensor.shape, data: views[i] };
+      });
+      writeSafetensors(path, tensors, { net: settings.net, version: PACKAGE_VERSION });
+      this.log.info({ event: "weights-saved", trial, path }, "weights saved");
+    }
+  }
+
+  private stopOnInterrupt(): number {
+    const position = this.trainer.snapshot().position;
+    const where = `trial ${position.trial + 1}, epoch ${position.epoch + 1}, mini-batch ${position.batch}`;
+    const directory = this.options.checkpointDir;
+    if (directory) this.saveCheckpoint(LATEST_CHECKPOINT);
+    this.log.warn(
+      { event: "interrupted", signal: this.interrupts.signal, position },
+      `interrupted at ${where}`,
+    );
+    const next = directory
+      ? `resume with: node dist/train.js --resume ${directory}`
+      : "no --checkpoint-dir was given, so this run cannot be resumed";
+    process.stderr.write(`interrupted by ${this.interrupts.signal} after ${where}; ${next}\n`);
+    return this.interrupts.exitCode;
+  }
+
+  private startProgress(): void {
+    if (!this.humanOutput || this.options.quiet || !process.stderr.isTTY) return;
+    this.progress = new cliProgress.SingleBar(
+      {
+        stream: process.stderr,
+        format: "epoch {bar} {value}/{total} mini-batches | {rate} images/s | ETA {eta_formatted}",
+        hideCursor: true,
+        clearOnComplete: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    this.progressStarted = performance.now();
+    this.progress.start(this.trainer.batchCount(), 0, { rate: "-" });
+  }
+
+  private progressRate(batch: number): { rate: string } {
+    const seconds = (performance.now() - this.progressStarted) / 1000;
+    const images = Math.min(
+      batch * this.prepared.settings.miniBatchSize,
+      this.prepared.settings.trainCount,
+    );
+    return { rate: seconds > 0 ? String(Math.round(images / seconds)) : "-" };
+  }
+
+  private stopProgress(): void {
+    this.progress?.stop();
+    this.progress = null;
+  }
+
+  begin(): void {
+    this.startProgress();
+  }
+
+  private warn(message: string): void {
+    process.stderr.write(`warning: ${message}\n`);
+    this.log.warn({ event: "warning" }, message);
+  }
+
+  private report(message: string): void {
+    if (this.humanOutput) console.log(message);
+    this.log.info({ event: "notice" }, message);
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const parsed = parseArguments(argv);
+  const { options } = parsed;
+
+  let prepared: PreparedRun;
+  let log: Logger;
   try {
-    console.log(`trainable parameters: ${trainer.parameterCount}`);
+    prepared = prepareRun(parsed);
+    log = createEventLog(options.logFile, options.logFormat === "json");
+  } catch (error) {
+    if (!isInputError(error) && (error as NodeJS.ErrnoException).code === undefined) throw error;
+    process.stderr.write(`error: ${(error as Error).message}\n`);
+    return ExitCode.usage;
+  }
+
+  for (const message of prepared.warnings) {
+    process.stderr.write(`warning: ${message}\n`);
+    log.warn({ event: "warning" }, message);
+  }
+
+  const trainer = new Trainer(prepared.settings, prepared.data, options.threads);
+  try {
+    if (options.logFormat === "text")
+      console.log(`trainable parameters: ${trainer.parameterCount}`);
     log.info(
       {
         event: "run-start",
-        settings,
+        settings: prepared.settings,
         threads: options.threads,
-        dataDirectory: directory,
+        dataDirectory: prepared.data.directory,
         parameterCount: trainer.parameterCount,
+        resumedFrom: options.resume ?? null,
+        position: prepared.checkpoint?.snapshot.position ?? null,
         version: PACKAGE_VERSION,
-        node: process.version,
+        ...machineFields(),
       },
       "run started",
     );
-
-    for (let trial = 0; trial < settings.trialCount; trial++) {
-      const started = performance.now();
-      const results = await trainer.runTrial(trial, (result) => {
-        if (!options.quiet)
-          console.log(formatEpochLine(result, settings.epochCount, settings.trialCount));
-        log.info({ event: "epoch", ...result }, "epoch finished");
-        csv?.add(result);
-      });
-      const last = results[results.length - 1];
-      log.info(
-        {
-          event: "trial-end",
-          trial,
-          epochs: results.length,
-          trainLoss: last.trainLoss,
-          testLoss: last.testLoss,
-          trainAccuracy: last.trainAccuracy,
-          testAccuracy: last.testAccuracy,
-          weightNorm: last.weightNorm,
-          seconds: (performance.now() - started) / 1000,
-        },
-        "trial finished",
-      );
-    }
+    const run = new Run(options, prepared, log, trainer);
+    run.begin();
+    return await run.execute();
+  } catch (error) {
+    return reportFailure(error as Error, log);
   } finally {
     await trainer.close();
   }
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const options = parseArguments(argv);
-  let log: Logger;
-  try {
-    log = createEventLog(options.logFile);
-  } catch (error) {
-    process.stderr.write(
-      `error: cannot open --log-file ${options.logFile}: ${(error as Error).message}\n`,
+function reportFailure(error: Error, log: Logger): number {
+  if (error instanceof DivergenceError) {
+    log.error(
+      { event: "divergence", trial: error.trial, epoch: error.epoch, miniBatch: error.miniBatch },
+      error.message,
     );
+    process.stderr.write(`error: ${error.message}\n`);
+    return ExitCode.divergence;
+  }
+  if (error instanceof StepFailedError) {
+    log.error({ event: "error", err: error }, error.message);
+    process.stderr.write(`error: ${error.message}; the last checkpoint (if any) is intact\n`);
+    return ExitCode.stepFailed;
+  }
+  if (isInputError(error)) {
+    log.error({ event: "error", err: error }, error.message);
+    process.stderr.write(`error: ${error.message}\n`);
     return ExitCode.usage;
   }
-
-  try {
-    await train(options, log);
-    return ExitCode.success;
-  } catch (error) {
-    const usage = error instanceof UsageError || error instanceof DataError;
-    log.error({ event: "error", err: error }, (error as Error).message);
-    process.stderr.write(`error: ${(error as Error).message}\n`);
-    if (!usage) process.stderr.write(`${(error as Error).stack ?? ""}\n`);
-    return usage ? ExitCode.usage : ExitCode.failure;
-  }
+  log.error({ event: "error", err: error }, error.message);
+  process.stderr.write(`error: ${error.stack ?? error.message}\n`);
+  return ExitCode.failure;
 }
 
 process.exitCode = await main(process.argv.slice(2));

@@ -18,10 +18,34 @@ export function scheduledLearningRate(baseRate: number, epoch: number): number {
   return baseRate * Math.pow(0.5, epoch / LEARNING_RATE_HALF_LIFE_EPOCHS);
 }
 
+/** Everything an optimizer carries from step to step, for checkpoints. */
+export interface OptimizerState {
+  stepCount: number;
+  arrays: Record<string, Float32Array>;
+}
+
 export interface Optimizer {
   readonly name: OptimizerName;
   /** Updates weights[0 .. size) in place from the mean mini-batch gradient. */
   step(weights: Float32Array, gradient: Float32Array, learningRate: number): void;
+  /** Returns views of the live state (copy them to keep a snapshot). */
+  state(): OptimizerState;
+  /** Replaces the state with a copy of `state`; throws when an array is missing or misshapen. */
+  restore(state: OptimizerState): void;
+}
+
+function restoreArrays(
+  name: string,
+  target: Record<string, Float32Array>,
+  source: OptimizerState,
+): void {
+  for (const [key, array] of Object.entries(target)) {
+    const saved = source.arrays[key];
+    if (!saved || saved.length !== array.length) {
+      throw new Error(`${name} state: array ${key} is missing or has the wrong length`);
+    }
+    array.set(saved);
+  }
 }
 
 /**
@@ -59,6 +83,15 @@ export class Adam implements Optimizer {
       weights[i] -= (alpha * mi) / (Math.sqrt(vi) + epsilon);
     }
   }
+
+  state(): OptimizerState {
+    return { stepCount: this.stepCount, arrays: { m: this.m, v: this.v } };
+  }
+
+  restore(state: OptimizerState): void {
+    restoreArrays("adam", { m: this.m, v: this.v }, state);
+    this.stepCount = state.stepCount;
+  }
 }
 
 /** Stochastic gradient descent with momentum: vel = μ · vel + g, w −= lr · vel. */
@@ -80,6 +113,14 @@ export class SgdMomentum implements Optimizer {
       velocity[i] = vel;
       weights[i] -= learningRate * vel;
     }
+  }
+
+  state(): OptimizerState {
+    return { stepCount: 0, arrays: { velocity: this.velocity } };
+  }
+
+  restore(state: OptimizerState): void {
+    restoreArrays("sgd", { velocity: this.velocity }, state);
   }
 }
 

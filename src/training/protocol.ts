@@ -6,16 +6,15 @@
 //  - Weights: after each optimizer step the coordinator writes the step number with
 //    Atomics.store(sync, PUBLISHED_STEP); a worker starts every task with Atomics.load of that
 //    word and checks it equals the task's step, so it reads the weights of that step.
-//  - Gradients: a worker writes its slot, then Atomics.add(sync, COMPLETED_SHARDS, 1); after all
-//    tasks resolve, the coordinator reads that counter with Atomics.load before it reduces.
+//  - Gradients: a worker writes its slot, then Atomics.store(slotSteps, slot, step + 1); after
+//    all tasks resolve, the coordinator reads every slot's word with Atomics.load before it
+//    reduces, and checks each says step + 1.
 // piscina's task-completion messages only tell the coordinator when to look.
 import type { NetName } from "../nets/index.js";
 
 /** Index of the step whose weights are published, in the Int32Array over `sync`. */
 export const PUBLISHED_STEP = 0;
-/** Index of the count of shards finished since the coordinator last reset it. */
-export const COMPLETED_SHARDS = 1;
-export const SYNC_WORDS = 2;
+export const SYNC_WORDS = 1;
 
 /** Passed once to every worker through piscina's workerData. Typed arrays over SharedArrayBuffers. */
 export interface WorkerSetup {
@@ -30,6 +29,8 @@ export interface WorkerSetup {
   /** Dataset indices of the current mini-batch's images, in training order. */
   batchIndices: Int32Array;
   sync: Int32Array;
+  /** Per gradient slot: 1 + the step whose gradient the slot holds (0: none yet). */
+  slotSteps: Int32Array;
   trainPixels: Uint8Array;
   trainLabels: Uint8Array;
   testPixels: Uint8Array;
@@ -45,6 +46,8 @@ export interface TrainShardTask {
   count: number;
   seed: number;
   epoch: number;
+  /** Testing aid only: the worker exits abruptly in the middle of this shard. */
+  exitWorker?: boolean;
 }
 
 /** Forward only, over test images start .. start + count − 1. */

@@ -1,0 +1,165 @@
+// Everything a run checks before it creates any output: flags against the checkpoint being
+// resumed, the initial weights file, the data, and the subset sizes.
+import { join } from "node:path";
+
+import { loadFashionMnist, locateDataDirectory, type FashionMnist } from "../data/index.js";
+import { matchParameters, readSafetensors } from "../io/safetensors.js";
+import { planModel } from "../model/plan.js";
+import { LATEST_CHECKPOINT, readCheckpoint, type Checkpoint } from "../training/checkpoint.js";
+import type { TrainingSettings } from "../training/trainer.js";
+import { UsageError } from "./errors.js";
+import { RESUMABLE_FLAGS, type ParsedOptions, type TrainOptions } from "./options.js";
+
+export interface PreparedRun {
+  settings: TrainingSettings;
+  data: FashionMnist;
+  checkpoint: Checkpoint | null;
+  /** Flat weights (plan layout) to start every trial from, instead of a fresh initialization. */
+  initialWeights: Float32Array | null;
+  warnings: string[];
+}
+
+const FLAG_NAMES: Partial<Record<keyof TrainOptions, string>> = {
+  net: "--net",
+  optimizer: "--optimizer",
+  learningRate: "--learning-rate",
+  weightDecay: "--weight-decay",
+  miniBatchSize: "--mini-batch-size",
+  epochCount: "--epoch-count",
+  trialCount: "--trial-count",
+  seed: "--seed",
+  trainCount: "--train-count",
+  testCount: "--test-count",
+  initWeights: "--init-weights",
+};
+
+export function prepareRun({ options, explicit }: ParsedOptions): PreparedRun {
+  const warnings: string[] = [];
+  const checkpoint = options.resume
+    ? readCheckpoint(join(options.resume, LATEST_CHECKPOINT))
+    : null;
+  const data = loadFashionMnist(locateDataDirectory({ dataDir: options.dataDir }));
+
+  let settings: TrainingSettings;
+  if (checkpoint) {
+    settings = settingsFromCheckpoint(checkpoint, options, explicit, options.resume!);
+    checkSubset("--train-count", settings.trainCount, data.train.count, "training");
+    checkSubset("--test-count", settings.testCount, data.test.count, "test");
+  } else {
+    settings = settingsFromOptions(options, data, warnings);
+  }
+
+  const initialWeights = options.initWeights
+    ? readInitialWeights(options.initWeights, settings, warnings)
+    : null;
+  return { settings, data, checkpoint, initialWeights, warnings };
+}
+
+function settingsFromOptions(
+  options: TrainOptions,
+  data: FashionMnist,
+  warnings: string[],
+): TrainingSettings {
+  const trainCount = options.trainCount ?? data.train.count;
+  const testCount = options.testCount ?? data.test.count;
+  checkSubset("--train-count", trainCount, data.train.count, "training");
+  checkSubset("--test-count", testCount, data.test.count, "test");
+  let miniBatchSize = options.miniBatchSize;
+  if (miniBatchSize > trainCount) {
+    warnings.push(
+      `--mini-batch-size ${miniBatchSize} is larger than the ${trainCount} training images; using ${trainCount}`,
+    );
+    miniBatchSize = trainCount;
+  }
+  return {
+    net: options.net,
+    optimizer: options.optimizer,
+    learningRate: options.learningRate,
+    weightDecay: options.weightDecay,
+    miniBatchSize,
+    epochCount: options.epochCount,
+    trialCount: options.trialCount,
+    seed: options.seed,
+    trainCount,
+    testCount,
+  };
+}
+
+function checkSubset(flag: string, count: number, available: number, set: string): void {
+  if (count > available) {
+    throw new UsageError(
+      `${flag} ${count} is larger than the ${set} set (${available} images): pass at most ${available}`,
+    );
+  }
+}
+
+/**
+ * Takes the settings of the checkpoint. A flag given on the command line must agree with them,
+ * except the run options in RESUMABLE_FLAGS and a larger --epoch-count.
+ */
+function settingsFromCheckpoint(
+  checkpoint: Checkpoint,
+  options: TrainOptions,
+  explicit: Set<keyof TrainOptions>,
+  directory: string,
+): TrainingSettings {
+  const saved = checkpoint.settings;
+  const settings = { ...saved };
+  for (const name of explicit) {
+    if (RESUMABLE_FLAGS.includes(name)) continue;
+    const flag = FLAG_NAMES[name] ?? name;
+    if (name === "epochCount") {
+      if (options.epochCount < saved.epochCount) {
+        throw new UsageError(
+          `--epoch-count ${options.epochCount} is lower than the ${saved.epochCount} epochs of the run in ${directory}: a resumed run may only raise it`,
+        );
+      }
+      settings.epochCount = options.epochCount;
+      continue;
+    }
+    if (name === "initWeights") {
+      throw new UsageError(
+        `--init-weights cannot be combined with --resume: the checkpoint holds the weights`,
+      );
+    }
+    const savedValue = (saved as unknown as Record<string, unknown>)[name];
+    const given = options[name];
+    // A mini-batch size above the training set was clamped when the run started.
+    const agrees =
+      given === savedValue ||
+      (name === "miniBatchSize" &&
+        savedValue === saved.trainCount &&
+        Number(given) >= saved.trainCount);
+    if (!agrees) {
+      throw new UsageError(
+        `${flag} ${String(given)} contradicts the checkpoint in ${directory} (${flag} ${String(savedValue)}): drop the flag to resume, or start a new run`,
+      );
+    }
+  }
+  return settings;
+}
+
+function readInitialWeights(
+  path: string,
+  settings: TrainingSettings,
+  warnings: string[],
+): Float32Array {
+  const plan = planModel(settings.net);
+  const { tensors } = readSafetensors(path);
+  const { extra } = matchParameters(path, tensors, plan.parameters);
+  if (extra.length > 0)
+    warnings.push(`${path}: ignoring tensors this network does not use: ${extra.join(", ")}`);
+  const weights = new Float32Array(plan.parameterCount);
+  for (const tensor of plan.parameters) {
+    const data = tensors[tensor.name].data;
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i])) {
+        throw new UsageError(
+          `${path}: tensor ${tensor.name} holds a non-finite value at index ${i}`,
+        );
+      }
+    }
+    weights.set(data, tensor.offset);
+  }
+  return weights;
+}
