@@ -38,7 +38,9 @@ export function prepareRun({ options, explicit }: ParsedOptions): PreparedRun {
   const checkpoint = options.resume
     ? readCheckpoint(join(options.resume, LATEST_CHECKPOINT))
     : null;
-  const data = loadFashionMnist(locateDataDirectory({ dataDir: options.dataDir }));
+  // A resumed run reads the data from where the checkpointed run did, unless --data-dir says.
+  const dataDir = options.dataDir ?? checkpoint?.dataDirectory;
+  const data = loadFashionMnist(locateDataDirectory({ dataDir }));
 
   let settings: TrainingSettings;
   if (checkpoint) {

@@ -174,6 +174,7 @@ class Run {
       formatVersion: CHECKPOINT_FORMAT_VERSION,
       packageVersion: PACKAGE_VERSION,
       settings: this.prepared.settings,
+      dataDirectory: this.prepared.data.directory,
       bestTestAccuracy: this.bestTestAccuracy,
       snapshot,
     });

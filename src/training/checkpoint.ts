@@ -30,6 +30,8 @@ export interface Checkpoint {
   formatVersion: number;
   packageVersion: string;
   settings: TrainingSettings;
+  /** The directory the run read its data from; a resumed run reads it again unless told otherwise. */
+  dataDirectory: string;
   /** Best test accuracy of the run so far (the accuracy of the `best` checkpoint), or null. */
   bestTestAccuracy: number | null;
   snapshot: TrialSnapshot;
@@ -45,6 +47,7 @@ interface Header {
   formatVersion: number;
   packageVersion: string;
   settings: TrainingSettings;
+  dataDirectory: string;
   bestTestAccuracy: number | null;
   position: TrialSnapshot["position"];
   optimizerStepCount: number;
@@ -75,6 +78,7 @@ export function encodeCheckpoint(checkpoint: Checkpoint): Uint8Array {
     formatVersion: checkpoint.formatVersion,
     packageVersion: checkpoint.packageVersion,
     settings: checkpoint.settings,
+    dataDirectory: checkpoint.dataDirectory,
     bestTestAccuracy: checkpoint.bestTestAccuracy,
     position: snapshot.position,
     optimizerStepCount: snapshot.optimizer.stepCount,
@@ -146,6 +150,7 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
     formatVersion: header.formatVersion,
     packageVersion: header.packageVersion,
     settings: header.settings,
+    dataDirectory: header.dataDirectory,
     bestTestAccuracy: header.bestTestAccuracy,
     snapshot: {
       position: header.position,
