@@ -112,10 +112,12 @@ function evaluateShard(start: number, count: number): ShardResult {
 }
 
 export default function runShard(task: ShardTask): ShardResult {
+  const started = performance.now();
   checkPublishedStep(task.step);
   if (task.kind === "evaluate") return evaluateShard(task.start, task.count);
   const result = trainShard(task);
   // Release: the slot's writes above happen before this store (see protocol.ts).
   Atomics.store(setup.slotSteps, task.slot, task.step + 1);
+  result.seconds = (performance.now() - started) / 1000;
   return result;
 }

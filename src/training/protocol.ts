@@ -65,4 +65,6 @@ export interface ShardResult {
   lossSum: number;
   /** Images whose arg-max equals the label. */
   correct: number;
+  /** Seconds the worker spent computing the shard (for the step profile). */
+  seconds?: number;
 }

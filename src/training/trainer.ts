@@ -98,6 +98,32 @@ export interface TrialOutcome {
   finished: boolean;
 }
 
+/** Where the time of the training steps went, summed over steps since the last reset. */
+export interface StepProfile {
+  steps: number;
+  images: number;
+  /** Whole steps, from writing the batch indices to publishing the new weights. */
+  stepSeconds: number;
+  /** From dispatching the shards to the last result. */
+  shardPhaseSeconds: number;
+  /** Summed over shards: time inside the workers' task function. */
+  workerSeconds: number;
+  reduceSeconds: number;
+  optimizerSeconds: number;
+}
+
+export function emptyStepProfile(): StepProfile {
+  return {
+    steps: 0,
+    images: 0,
+    stepSeconds: 0,
+    shardPhaseSeconds: 0,
+    workerSeconds: 0,
+    reduceSeconds: 0,
+    optimizerSeconds: 0,
+  };
+}
+
 /** Images per shard when the mini-batch is small enough; the unit of work of one task. */
 export const SHARD_IMAGES = 50;
 /** At most this many shards (and gradient slots) per mini-batch; larger batches get larger shards. */
@@ -140,6 +166,8 @@ export class Trainer {
   private optimizer: Optimizer | null = null;
   private position: TrialPosition | null = null;
   private poolError: Error | null = null;
+  /** Time spent in each phase of the training steps; reset it to measure a stretch of steps. */
+  profile: StepProfile = emptyStepProfile();
 
   constructor(
     readonly settings: TrainingSettings,
@@ -331,6 +359,7 @@ export class Trainer {
     hooks: TrialHooks,
   ): Promise<ShardResult> {
     const { setup } = this;
+    const started = performance.now();
     this.processStep++;
     setup.batchIndices.set(batch);
 
@@ -340,7 +369,9 @@ export class Trainer {
       const epoch = position.epoch;
       tasks.push({ kind: "train", step: this.step, slot, offset, count, seed, epoch });
     }
+    const dispatched = performance.now();
     const results = await this.runShards(tasks, hooks);
+    const shardsDone = performance.now();
 
     // Acquire: pairs with each worker's Atomics.store after it wrote its slot (see protocol.ts).
     for (const task of tasks) {
@@ -358,8 +389,19 @@ export class Trainer {
         : "the loss is not finite";
       throw new DivergenceError(position.trial, position.epoch + 1, position.batch + 1, what);
     }
+    const reduced = performance.now();
     optimizer.step(this.weights, this.gradient, learningRate);
     this.publishStep(this.step + 1);
+    const finished = performance.now();
+
+    const profile = this.profile;
+    profile.steps++;
+    profile.images += batch.length;
+    profile.stepSeconds += (finished - started) / 1000;
+    profile.shardPhaseSeconds += (shardsDone - dispatched) / 1000;
+    for (const result of results) profile.workerSeconds += result.seconds ?? 0;
+    profile.reduceSeconds += (reduced - shardsDone) / 1000;
+    profile.optimizerSeconds += (finished - reduced) / 1000;
     return summed;
   }
 
