@@ -5,6 +5,9 @@ import { existsSync, writeFileSync, chmodSync } from "node:fs";
 
 const entryPoints = {
   "train.js": "./src/cli/train.js",
+  "evaluate.js": "./src/cli/evaluate.js",
+  "plot.js": "./src/cli/plot.js",
+  "diagram.js": "./src/cli/diagram.js",
   "index.js": "./src/index.js",
 };
 

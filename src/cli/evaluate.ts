@@ -11,10 +11,11 @@ import {
   type ImageSet,
 } from "../data/index.js";
 import { matchParameters, readSafetensors, SafetensorsError } from "../io/safetensors.js";
+import { EVALUATION, ModelWorkspace, pixelsToInput } from "../model/workspace.js";
 import { NET_NAMES, type NetName } from "../nets/index.js";
 import { ExitCode, UsageError } from "./errors.js";
 
-/** Test images per lossAndGradients call; bounds the activation buffers, not the result. */
+/** Test images per forward pass; bounds the size of the activation buffers. */
 const BATCH_SIZE = 500;
 
 interface EvaluateOptions {
@@ -112,32 +113,37 @@ function loadNetwork(options: EvaluateOptions, warn: (message: string) => void):
   return network;
 }
 
-/** Runs the first `count` images of `set` through the network in batches of BATCH_SIZE. */
+/**
+ * Runs the first `count` images of `set` through the network in batches of BATCH_SIZE, forward
+ * only (no dropout), as the trainer's workers evaluate the test set after each epoch.
+ */
 function evaluate(network: Network, set: ImageSet, count: number): Evaluation {
-  const classCount = network.plan.classCount;
-  const pixelsPerImage = network.plan.inputSize;
+  const { plan } = network;
+  const classCount = plan.classCount;
+  const workspace = new ModelWorkspace(plan, Math.min(BATCH_SIZE, count));
+  workspace.bindWeights(network.parameters);
   const confusion = Array.from({ length: classCount }, () => new Array<number>(classCount).fill(0));
   let lossSum = 0;
-  let correct = 0;
 
-  for (let start = 0; start < count; start += BATCH_SIZE) {
-    const end = Math.min(start + BATCH_SIZE, count);
-    const pixels = set.pixels.subarray(start * pixelsPerImage, end * pixelsPerImage);
-    // The trainer's input scaling: byte / 255, so every pixel lies in [0, 1].
-    const images = Float32Array.from(pixels, (pixel) => pixel / 255);
-    const labels = set.labels.slice(start, end);
-    const result = network.lossAndGradients(images, labels);
-    lossSum += result.lossSum;
+  for (let start = 0; start < count; start += workspace.capacity) {
+    const n = Math.min(workspace.capacity, count - start);
+    for (let i = 0; i < n; i++) {
+      pixelsToInput(set.pixels, start + i, plan.inputSize, workspace.input, i * plan.inputSize);
+      workspace.labels[i] = set.labels[start + i];
+    }
+    const logits = workspace.forward(n, EVALUATION);
+    lossSum += workspace.lossAndBackward(n, null).lossSum;
 
-    for (let i = 0; i < labels.length; i++) {
-      const logits = result.logits.subarray(i * classCount, (i + 1) * classCount);
-      // The first of equal maxima wins, as in torch.argmax.
+    for (let i = 0; i < n; i++) {
+      const row = i * classCount;
+      // The first of equal maxima wins, as in softmaxCrossEntropy's accuracy count.
       let predicted = 0;
-      for (let c = 1; c < classCount; c++) if (logits[c] > logits[predicted]) predicted = c;
-      confusion[labels[i]][predicted]++;
-      if (predicted === labels[i]) correct++;
+      for (let c = 1; c < classCount; c++)
+        if (logits[row + c] > logits[row + predicted]) predicted = c;
+      confusion[workspace.labels[i]][predicted]++;
     }
   }
+  const correct = confusion.reduce((total, row, c) => total + row[c], 0);
   return { count, loss: lossSum / count, accuracy: correct / count, confusion };
 }
 

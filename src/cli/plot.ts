@@ -88,7 +88,7 @@ function parseArguments(argv: string[]): PlotOptions {
   return { statistics, output };
 }
 
-// A decimal or exponent number, or NaN/Infinity, which the trainer writes when training diverges.
+// A decimal or exponent number, or NaN or Infinity, which String() gives for a diverged loss.
 const NUMBER_PATTERN = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$|^NaN$|^[+-]?Infinity$/i;
 
 function parseRow(line: string, where: string): EpochRow {
@@ -158,11 +158,13 @@ function parseStatistics(text: string, fileName: string): EpochRow[][] {
 
   if (trials.length === 0) {
     throw new UsageError(
-      `${fileName}: contains no epoch rows; expected lines like "1, 0.64, 0.46, 0.77, 0.83"`,
+      `${fileName}: contains no epoch rows. Expected lines like "1, 0.64, 0.46, 0.77, 0.83"`,
     );
   }
   return trials;
 }
+
+const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? "" : "s"}`;
 
 /** Builds the Vega-Lite chart: a layer per y axis, sharing the x axis and one legend. */
 function buildChartSpec(title: string, trials: EpochRow[][]): TopLevelSpec {
@@ -179,21 +181,22 @@ function buildChartSpec(title: string, trials: EpochRow[][]): TopLevelSpec {
     ),
   );
   const epochCount = Math.max(...trials.map((rows) => rows[rows.length - 1].epoch));
-  const trialText = trials.length === 1 ? "1 trial" : `${trials.length} trials`;
 
-  const legendTitle = null;
   const color = {
     field: "series",
     type: "nominal",
-    title: legendTitle,
-    scale: { domain: SERIES.map((series) => series.title), range: SERIES.map((s) => s.color) },
+    title: null,
+    scale: {
+      domain: SERIES.map((series) => series.title),
+      range: SERIES.map((series) => series.color),
+    },
     legend: { orient: "bottom", direction: "horizontal", columns: 4 },
   } as const;
-  // Same field and title as `color`, so Vega-Lite merges both into one legend.
+  // Same field and title (none) as `color`, so Vega-Lite merges both into one legend.
   const strokeDash = {
     field: "series",
     type: "nominal",
-    title: legendTitle,
+    title: null,
     scale: {
       domain: SERIES.map((series) => series.title),
       range: SERIES.map((series) => [...series.dash]),
@@ -201,7 +204,7 @@ function buildChartSpec(title: string, trials: EpochRow[][]): TopLevelSpec {
   } as const;
   const layer = (axis: "loss" | "accuracy", yTitle: string, orient: "left" | "right") => ({
     transform: [{ filter: { field: "axis", equal: axis } }],
-    mark: { type: "line", strokeWidth: 1.5 },
+    mark: { type: "line", strokeWidth: 1.5 } as const,
     encoding: {
       y: {
         field: "value",
@@ -209,16 +212,19 @@ function buildChartSpec(title: string, trials: EpochRow[][]): TopLevelSpec {
         title: yTitle,
         scale: { zero: axis === "loss" },
         axis: { orient, grid: axis === "loss" },
-      },
+      } as const,
       color,
       strokeDash,
-      detail: { field: "trial", type: "nominal" },
+      detail: { field: "trial", type: "nominal" } as const,
     },
   });
 
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: { text: title, subtitle: `${trialText}, ${epochCount} epochs` },
+    title: {
+      text: title,
+      subtitle: `${plural(trials.length, "trial")}, ${plural(epochCount, "epoch")}`,
+    },
     width: 640,
     height: 360,
     background: "white",
@@ -237,7 +243,7 @@ function buildChartSpec(title: string, trials: EpochRow[][]): TopLevelSpec {
       layer("accuracy", "accuracy (fraction correct)", "right"),
     ],
     resolve: { scale: { y: "independent" } },
-  } as TopLevelSpec;
+  };
 }
 
 /** Renders the chart to an SVG string. */

@@ -289,9 +289,9 @@ function decodeF32(bytes: Uint8Array): Float32Array {
  * Decodes a safetensors file's bytes. Tensors may come in any order and `__metadata__` may be
  * absent (the result then has empty metadata). Bytes between tensors are allowed. Tensors of a
  * dtype other than F32 are kept with empty data (see DecodedTensor).
- * Throws a SafetensorsError naming `fileName` for a header length past the end of the file, a
- * header that is not a JSON object, an entry with a missing or invalid field, a byte length that
- * does not match the dtype and shape, or offsets out of range or overlapping.
+ * Throws a SafetensorsError naming `fileName` when the header length runs past the end of the file
+ * or the header is not a JSON object. It also throws for an entry with a missing or invalid field,
+ * a byte length that does not match the dtype and shape, and offsets out of range or overlapping.
  */
 export function decodeSafetensors(bytes: Uint8Array, fileName: string): SafetensorsContents {
   const { header, dataStart } = parseHeader(bytes, fileName);
