@@ -3,7 +3,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { createNetwork, NET_NAMES, type TensorData } from "../src/index.js";
+import type { TensorData } from "../src/index.js";
+
+// The library as users load it: the package entry point dist/index.js, with await import().
+const { createNetwork, NET_NAMES } = (await import(
+  new URL("../index.js", import.meta.url).href
+)) as typeof import("../src/index.js");
 import {
   assertClose,
   loadReference,

@@ -17,7 +17,12 @@ import {
 } from "../training/checkpoint.js";
 import { CsvWriter } from "../training/csv.js";
 import { DivergenceError, StepFailedError } from "../training/errors.js";
-import { Trainer, type EpochResult, type TrialSnapshot } from "../training/trainer.js";
+import {
+  Trainer,
+  type EpochResult,
+  type TrialPosition,
+  type TrialSnapshot,
+} from "../training/trainer.js";
 import { PACKAGE_VERSION } from "../version.js";
 import { ExitCode, UsageError } from "./errors.js";
 import { buildCommand, readOptions, type ParsedOptions, type TrainOptions } from "./options.js";
@@ -87,7 +92,7 @@ class Run {
   private readonly interrupts = new InterruptWatch();
   private bestTestAccuracy: number | null;
   private progress: cliProgress.SingleBar | null = null;
-  private progressStarted = 0;
+  private progressStart = { seconds: 0, batch: 0 };
 
   constructor(
     private readonly options: TrainOptions,
@@ -127,8 +132,7 @@ class Run {
           trial,
           {
             onEpoch: (result) => this.onEpoch(result),
-            onStep: (position) =>
-              this.progress?.update(position.batch, this.progressRate(position.batch)),
+            onStep: (position) => this.showProgress(position),
             shouldStop: () => this.interrupts.signal !== null,
             onRetry: ({ step, attempt, failed, error }) =>
               this.warn(
@@ -165,7 +169,6 @@ class Run {
       this.saveCheckpoint(LATEST_CHECKPOINT);
       if (isBest) this.saveCheckpoint(BEST_CHECKPOINT);
     }
-    if (result.epoch < settings.epochCount) this.startProgress();
   }
 
   private saveCheckpoint(name: string): void {
@@ -229,37 +232,35 @@ class Run {
     return this.interrupts.exitCode;
   }
 
-  private startProgress(): void {
+  /** Draws the epoch's progress bar on stderr (terminals only), starting it at the first step. */
+  private showProgress(position: TrialPosition): void {
     if (!this.humanOutput || this.options.quiet || !process.stderr.isTTY) return;
-    this.progress = new cliProgress.SingleBar(
-      {
-        stream: process.stderr,
-        format: "epoch {bar} {value}/{total} mini-batches | {rate} images/s | ETA {eta_formatted}",
-        hideCursor: true,
-        clearOnComplete: true,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-    this.progressStarted = performance.now();
-    this.progress.start(this.trainer.batchCount(), 0, { rate: "-" });
-  }
-
-  private progressRate(batch: number): { rate: string } {
-    const seconds = (performance.now() - this.progressStarted) / 1000;
-    const images = Math.min(
-      batch * this.prepared.settings.miniBatchSize,
-      this.prepared.settings.trainCount,
-    );
-    return { rate: seconds > 0 ? String(Math.round(images / seconds)) : "-" };
+    const { settings } = this.prepared;
+    if (!this.progress) {
+      this.progress = new cliProgress.SingleBar(
+        {
+          stream: process.stderr,
+          format:
+            "epoch {epoch} {bar} {value}/{total} mini-batches | {rate} images/s | ETA {eta_formatted}",
+          hideCursor: true,
+          clearOnComplete: true,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      this.progressStart = { seconds: performance.now() / 1000, batch: position.batch - 1 };
+      const epoch = `${position.epoch + 1}/${settings.epochCount}`;
+      this.progress.start(this.trainer.batchCount(), position.batch - 1, { rate: "-", epoch });
+    }
+    const seconds = performance.now() / 1000 - this.progressStart.seconds;
+    const images = (position.batch - this.progressStart.batch) * settings.miniBatchSize;
+    this.progress.update(position.batch, {
+      rate: String(Math.round(images / Math.max(seconds, 1e-3))),
+    });
   }
 
   private stopProgress(): void {
     this.progress?.stop();
     this.progress = null;
-  }
-
-  begin(): void {
-    this.startProgress();
   }
 
   private warn(message: string): void {
@@ -312,7 +313,6 @@ export async function main(argv: string[]): Promise<number> {
       "run started",
     );
     const run = new Run(options, prepared, log, trainer);
-    run.begin();
     return await run.execute();
   } catch (error) {
     return reportFailure(error as Error, log);

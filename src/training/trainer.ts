@@ -304,6 +304,11 @@ export class Trainer {
     return Math.ceil(this.settings.trainCount / this.settings.miniBatchSize);
   }
 
+  /** The position of the trial in progress (null before the first trial starts). */
+  currentPosition(): TrialPosition | null {
+    return this.position ? { ...this.position } : null;
+  }
+
   /** Copies the trial's state as of the last finished step. */
   snapshot(): TrialSnapshot {
     if (!this.position || !this.optimizer) throw new Error("no trial has started");
