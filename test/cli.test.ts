@@ -209,3 +209,79 @@ describe("train.js outputs", () => {
     );
   });
 });
+
+describe("train.js weights and json output", () => {
+  test("json log format puts only events on stdout", () => {
+    const { status, stdout } = run([...QUICK, "--net", "linear", "--log-format", "json"]);
+    assert.equal(status, 0);
+    const events = stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    assert.equal(events[0].event, "run-start");
+    assert.equal(events[0].parameterCount, 7850);
+    assert.equal(typeof events[0].cpuModel, "string");
+    assert.equal(typeof events[0].version, "string");
+    assert.deepEqual(
+      events.slice(1).map((event) => event.event),
+      ["epoch", "epoch", "trial-end"],
+    );
+  });
+
+  test("save-weights names one file per trial", () => {
+    const base = join(workDirectory, "weights", "linear.safetensors");
+    const { status, stderr } = run([
+      ...QUICK,
+      "--net",
+      "linear",
+      "--trial-count",
+      "2",
+      "--quiet",
+      "--save-weights",
+      base,
+    ]);
+    assert.equal(status, 0, stderr);
+    const first = readFileSync(join(workDirectory, "weights", "linear-trial-0.safetensors"));
+    const second = readFileSync(join(workDirectory, "weights", "linear-trial-1.safetensors"));
+    assert.ok(!first.equals(second));
+  });
+
+  test("init-weights starts from saved weights", () => {
+    const saved = join(workDirectory, "init", "start.safetensors");
+    const once = run([
+      ...QUICK,
+      "--net",
+      "linear",
+      "--epoch-count",
+      "1",
+      "--quiet",
+      "--save-weights",
+      saved,
+    ]);
+    assert.equal(once.status, 0, once.stderr);
+    const csv = join(workDirectory, "init", "continued.csv");
+    const continued = run([
+      ...QUICK,
+      "--net",
+      "linear",
+      "--epoch-count",
+      "1",
+      "--quiet",
+      "--init-weights",
+      saved,
+      "--csv-file-name",
+      csv,
+    ]);
+    assert.equal(continued.status, 0, continued.stderr);
+    const fresh = join(workDirectory, "init", "fresh.csv");
+    run([...QUICK, "--net", "linear", "--epoch-count", "1", "--quiet", "--csv-file-name", fresh]);
+    assert.notEqual(readFileSync(csv, "utf8"), readFileSync(fresh, "utf8"));
+  });
+
+  test("init-weights of another net exits with 2", () => {
+    const saved = join(workDirectory, "init", "start.safetensors");
+    const { status, stderr } = run([...QUICK, "--net", "single-layer", "--init-weights", saved]);
+    assert.equal(status, 2);
+    assert.match(stderr, /tensor fc1\.weight is missing/);
+  });
+});
