@@ -61,7 +61,7 @@ function readEvents(path) {
     .map((line) => JSON.parse(line));
 }
 
-/** The last epoch event of every (trial, epoch) in the log, in trial and epoch order. */
+/** Returns the last epoch event of every (trial, epoch) in the log, in trial and epoch order. */
 function epochResults(events) {
   const byKey = new Map();
   for (const event of events) {

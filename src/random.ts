@@ -1,5 +1,5 @@
-// Seeded random numbers. Every random choice of a run (initial weights, the shuffle, dropout masks)
-// comes from a generator whose seed is a hash of the run seed and what the numbers are for, so the
+// Seeded random numbers. Every random choice of a run (initial weights, the shuffle, dropout
+// masks) comes from a generator seeded by a hash of the run seed and the numbers' purpose. So the
 // numbers never depend on the thread that draws them or on the order in which shards run.
 
 /** Mixes a 32-bit value into a well-spread 32-bit hash (the MurmurHash3 finalizer). */

@@ -69,7 +69,8 @@ describe("training across worker threads", () => {
     const last = epochs[epochs.length - 1];
     assert.ok(last.testAccuracy > 0.9, `test accuracy ${last.testAccuracy}`);
     assert.ok(last.trainLoss < epochs[0].trainLoss, "training loss fell");
-    assert.ok(Number.isFinite(last.weightNorm) && last.weightNorm > 0);
+    assert.ok(Number.isFinite(last.weightNorm), `weight norm ${last.weightNorm}`);
+    assert.ok(last.weightNorm > 0);
   });
 });
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Makes sure the trainer can find Fashion-MNIST: does nothing when the files are already in one
-# of the places it searches; otherwise installs Debian's dataset-fashion-mnist package where
+# Makes sure the trainer can find Fashion-MNIST. When the files are already in one of the places
+# it searches, it does nothing. Otherwise it installs Debian's dataset-fashion-mnist package where
 # apt-get works, and runs download.sh (into this folder) where it does not.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly NAMES=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
 
-# True when the directory holds all four files, each compressed or not.
+# True when the directory contains all four files, each compressed or not.
 has_data() {
   local directory="$1" name
   [[ -n "$directory" && -d "$directory" ]] || return 1

@@ -52,7 +52,7 @@ function isInputError(error: unknown): boolean {
   );
 }
 
-/** SIGINT and SIGTERM: the first asks the run to stop after the current step; a second SIGINT exits at once. */
+/** Watches SIGINT and SIGTERM: the first stops the run after the current step, and a second SIGINT exits at once. */
 class InterruptWatch {
   signal: NodeJS.Signals | null = null;
 
@@ -80,7 +80,7 @@ class InterruptWatch {
   }
 }
 
-/** Where a trial's weights go: the given path with one trial, NAME-trial-K.safetensors with several. */
+/** Returns the weights path of a trial: the given path with one trial, NAME-trial-K.safetensors with several. */
 export function weightsPath(path: string, trial: number, trialCount: number): string {
   if (trialCount === 1) return path;
   const base = path.endsWith(".safetensors") ? path.slice(0, -".safetensors".length) : path;

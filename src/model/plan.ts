@@ -210,7 +210,9 @@ function planLayer(layer: Layer, input: Shape, addParameter: AddParameter): Plan
 /** Returns one view per parameter tensor into a flat, parameter-sized buffer. */
 export function parameterViews(plan: ModelPlan, buffer: Float32Array): Float32Array[] {
   if (buffer.length < plan.parameterCount) {
-    throw new Error(`parameter buffer holds ${buffer.length} values, needs ${plan.parameterCount}`);
+    throw new Error(
+      `parameter buffer too small: ${buffer.length} values, expected at least ${plan.parameterCount}`,
+    );
   }
   return plan.parameters.map((tensor) =>
     buffer.subarray(tensor.offset, tensor.offset + tensor.size),

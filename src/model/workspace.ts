@@ -16,7 +16,7 @@ import {
 import { fillDropoutMask } from "../random.js";
 import { parameterViews, shapeSize, type ModelPlan } from "./plan.js";
 
-/** How a forward pass treats dropout: off when evaluating, seeded per image when training. */
+/** Dropout mode of a forward pass: off when evaluating, seeded per image when training. */
 export type PassMode =
   | { training: false }
   | {
@@ -30,7 +30,7 @@ export type PassMode =
 
 export const EVALUATION: PassMode = { training: false };
 
-/** The fixed anti-aliasing kernel [1 2 1]ᵀ·[1 2 1] / 16, one copy per channel. */
+/** Builds the fixed anti-aliasing kernel [1 2 1]ᵀ·[1 2 1] / 16, one copy per channel. */
 function blurKernel(channels: number): Float32Array {
   const taps = [1, 2, 1, 2, 4, 2, 1, 2, 1];
   const kernel = new Float32Array(channels * 9);
@@ -48,7 +48,7 @@ export class ModelWorkspace {
   /** Labels of the images in `input`. */
   readonly labels: Uint8Array;
 
-  // values[i] is layer i's input and values[i + 1] its output; deltas[i] holds the gradient of
+  // values[i] is layer i's input and values[i + 1] its output; deltas[i] is the gradient of
   // the loss with respect to values[i]. deltas[0] is null: nobody needs the input's gradient.
   private readonly values: Float32Array[];
   private readonly deltas: (Float32Array | null)[];

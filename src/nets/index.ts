@@ -23,7 +23,7 @@ export function isNetName(name: string): name is NetName {
 export const INPUT_SHAPE = { channels: 1, height: 28, width: 28 } as const;
 export const CLASS_COUNT = 10;
 
-/** The convolutional trunk shared by conv-net and conv-blur-net, with its subsampling step. */
+/** Builds the layers shared by conv-net and conv-blur-net around their subsampling step. */
 function convolutionalNet(downsample: () => Layer[]): Layer[] {
   return [
     conv2d("conv1", 16, 3, { pad: 1 }),

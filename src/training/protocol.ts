@@ -29,7 +29,7 @@ export interface WorkerSetup {
   /** Dataset indices of the current mini-batch's images, in training order. */
   batchIndices: Int32Array;
   sync: Int32Array;
-  /** Per gradient slot: 1 + the step whose gradient the slot holds (0: none yet). */
+  /** Per gradient slot: 1 + the step whose gradient the slot contains (0: none yet). */
   slotSteps: Int32Array;
   trainPixels: Uint8Array;
   trainLabels: Uint8Array;

@@ -98,7 +98,7 @@ export interface TrialOutcome {
   finished: boolean;
 }
 
-/** Where the time of the training steps went, summed over steps since the last reset. */
+/** Time spent in each phase of the training steps, summed since the last reset. */
 export interface StepProfile {
   steps: number;
   images: number;
@@ -304,7 +304,7 @@ export class Trainer {
     return Math.ceil(this.settings.trainCount / this.settings.miniBatchSize);
   }
 
-  /** The position of the trial in progress (null before the first trial starts). */
+  /** Returns the position of the trial in progress (null before the first trial starts). */
   currentPosition(): TrialPosition | null {
     return this.position ? { ...this.position } : null;
   }
@@ -322,7 +322,7 @@ export class Trainer {
     };
   }
 
-  /** The training order of an epoch: a shuffle seeded by (seed, epoch) alone. */
+  /** Returns the training order of an epoch: a shuffle seeded by (seed, epoch) alone. */
   private epochOrder(seed: number, epoch: number): Int32Array {
     const order = new Int32Array(this.settings.trainCount);
     for (let i = 0; i < order.length; i++) order[i] = i;
@@ -382,7 +382,9 @@ export class Trainer {
     for (const task of tasks) {
       const slotStep = Atomics.load(setup.slotSteps, task.slot);
       if (slotStep !== this.step + 1) {
-        throw new Error(`step ${this.step}: gradient slot ${task.slot} holds step ${slotStep - 1}`);
+        throw new Error(
+          `step ${this.step}: gradient slot ${task.slot} contains step ${slotStep - 1}, expected this step`,
+        );
       }
     }
 
