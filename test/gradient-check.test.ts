@@ -166,6 +166,32 @@ const convCases: ConvCase[] = [
     groups: 3,
   },
   {
+    // 8 input channels per group and an even output size take the Winograd forward path.
+    name: "Winograd groups 2",
+    n: 2,
+    inChannels: 16,
+    inHeight: 4,
+    inWidth: 6,
+    outChannels: 6,
+    kernelSize: 3,
+    stride: 1,
+    pad: 1,
+    groups: 2,
+  },
+  {
+    // 8 output channels per group: with a dense dy, dx is computed as a Winograd convolution of dy.
+    name: "dense dy groups 2",
+    n: 2,
+    inChannels: 4,
+    inHeight: 4,
+    inWidth: 6,
+    outChannels: 16,
+    kernelSize: 3,
+    stride: 1,
+    pad: 1,
+    groups: 2,
+  },
+  {
     name: "kernel 5 pad 2",
     n: 1,
     inChannels: 2,

@@ -679,3 +679,283 @@ describe("softmax cross-entropy labels", () => {
     assert.deepEqual(Array.from(dlogits), [1, -1, 0]);
   });
 });
+
+// Plain float64 loops, the definition of each product, to check the tiled and sparse paths.
+function naiveDense(
+  n: number,
+  inFeatures: number,
+  outFeatures: number,
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array,
+  dy: Float32Array,
+): { y: number[]; dx: number[]; dw: number[]; db: number[] } {
+  const y = new Array<number>(n * outFeatures).fill(0);
+  const dx = new Array<number>(n * inFeatures).fill(0);
+  const dw = new Array<number>(outFeatures * inFeatures).fill(0);
+  const db = new Array<number>(outFeatures).fill(0);
+  for (let i = 0; i < n; i++) {
+    for (let o = 0; o < outFeatures; o++) {
+      let sum = b[o];
+      for (let j = 0; j < inFeatures; j++) {
+        sum += x[i * inFeatures + j] * w[o * inFeatures + j];
+        dx[i * inFeatures + j] += dy[i * outFeatures + o] * w[o * inFeatures + j];
+        dw[o * inFeatures + j] += dy[i * outFeatures + o] * x[i * inFeatures + j];
+      }
+      y[i * outFeatures + o] = sum;
+      db[o] += dy[i * outFeatures + o];
+    }
+  }
+  return { y, dx, dw, db };
+}
+
+// Zeroes each element of `values` with probability `zeroFraction`.
+function sparsify(values: Float32Array, zeroFraction: number, random: () => number): Float32Array {
+  for (let i = 0; i < values.length; i++) {
+    if (random() < zeroFraction) values[i] = 0;
+  }
+  return values;
+}
+
+describe("zero skipping", () => {
+  for (const zeroFraction of [0.5, 0.9, 1]) {
+    test(`dense with ${zeroFraction * 100}% zero inputs`, () => {
+      const random = seededRandom(21);
+      // 19 outputs make two tiles of 8 with 3 left over, and 5 rows make two pairs with 1 left over.
+      const [n, inFeatures, outFeatures] = [5, 37, 19];
+      const x = sparsify(randomArray(n * inFeatures, random), zeroFraction, random);
+      const w = randomArray(outFeatures * inFeatures, random);
+      const b = randomArray(outFeatures, random);
+      const dy = randomArray(n * outFeatures, random);
+      const expected = naiveDense(n, inFeatures, outFeatures, x, w, b, dy);
+
+      const y = new Float32Array(n * outFeatures + TAIL).fill(OUTPUT_FILL);
+      const dx = new Float32Array(n * inFeatures + TAIL).fill(OUTPUT_FILL);
+      const dw = new Float32Array(outFeatures * inFeatures + TAIL).fill(OUTPUT_FILL);
+      const db = new Float32Array(outFeatures + TAIL).fill(OUTPUT_FILL);
+      const xLong = withTail(x, TAIL, NaN);
+      denseForward(n, inFeatures, outFeatures, xLong, w, b, y);
+      denseBackward(n, inFeatures, outFeatures, xLong, w, withTail(dy, TAIL, NaN), dx, dw, db);
+
+      assertClose(y.subarray(0, n * outFeatures), expected.y, "y", 1e-6);
+      assertClose(dx.subarray(0, n * inFeatures), expected.dx, "dx", 1e-6);
+      assertClose(dw.subarray(0, outFeatures * inFeatures), expected.dw, "dw", 1e-6);
+      assertClose(db.subarray(0, outFeatures), expected.db, "db", 1e-6);
+      assertTailUntouched(y, n * outFeatures, OUTPUT_FILL, "y");
+      assertTailUntouched(dw, outFeatures * inFeatures, OUTPUT_FILL, "dw");
+    });
+  }
+
+  test("dense sparse and dense inputs agree", () => {
+    // Two rows with most inputs zero run alone (sparse path) and again followed by 8 dense rows
+    // (dense path). Their outputs must be bit-identical.
+    const random = seededRandom(22);
+    const [inFeatures, outFeatures] = [40, 16];
+    const sparseRows = sparsify(randomArray(2 * inFeatures, random), 0.6, random);
+    const denseRows = randomArray(8 * inFeatures, random);
+    const mixed = new Float32Array(10 * inFeatures);
+    mixed.set(sparseRows);
+    mixed.set(denseRows, 2 * inFeatures);
+    const w = randomArray(outFeatures * inFeatures, random);
+    const b = randomArray(outFeatures, random);
+
+    const ySparse = new Float32Array(2 * outFeatures);
+    const yMixed = new Float32Array(10 * outFeatures);
+    denseForward(2, inFeatures, outFeatures, sparseRows, w, b, ySparse);
+    denseForward(10, inFeatures, outFeatures, mixed, w, b, yMixed);
+    assert.deepEqual(yMixed.subarray(0, 2 * outFeatures), ySparse);
+  });
+
+  test("conv2d backward with mostly zero dy", () => {
+    const random = seededRandom(23);
+    const g = conv2dGeometry({
+      inChannels: 4,
+      inHeight: 7,
+      inWidth: 6,
+      outChannels: 6,
+      kernelSize: 3,
+      stride: 1,
+      pad: 1,
+      groups: 2,
+    });
+    const n = 3;
+    const x = randomArray(n * 4 * 7 * 6, random);
+    const w = randomArray(6 * 2 * 9, random);
+    const yCount = n * 6 * g.outHeight * g.outWidth;
+    const dy = sparsify(randomArray(yCount, random), 0.75, random);
+
+    // Definition of the gradients, looping over every dy entry.
+    const dxExpected = new Array<number>(x.length).fill(0);
+    const dwExpected = new Array<number>(w.length).fill(0);
+    const dbExpected = new Array<number>(6).fill(0);
+    for (let image = 0; image < n; image++) {
+      for (let oc = 0; oc < 6; oc++) {
+        const group = Math.floor(oc / 3);
+        for (let oh = 0; oh < 7; oh++) {
+          for (let ow = 0; ow < 6; ow++) {
+            const gradient = dy[((image * 6 + oc) * 7 + oh) * 6 + ow];
+            dbExpected[oc] += gradient;
+            for (let icInGroup = 0; icInGroup < 2; icInGroup++) {
+              const ic = group * 2 + icInGroup;
+              for (let tap = 0; tap < 9; tap++) {
+                const row = oh - 1 + Math.floor(tap / 3);
+                const column = ow - 1 + (tap % 3);
+                if (row < 0 || row >= 7 || column < 0 || column >= 6) continue;
+                const xIndex = ((image * 4 + ic) * 7 + row) * 6 + column;
+                const wIndex = (oc * 2 + icInGroup) * 9 + tap;
+                dxExpected[xIndex] += gradient * w[wIndex];
+                dwExpected[wIndex] += gradient * x[xIndex];
+              }
+            }
+          }
+        }
+      }
+    }
+
+    const dx = new Float32Array(x.length).fill(OUTPUT_FILL);
+    const dw = new Float32Array(w.length).fill(OUTPUT_FILL);
+    const db = new Float32Array(6).fill(OUTPUT_FILL);
+    conv2dBackward(g, n, x, w, dy, dx, dw, db);
+    assertClose(dx, dxExpected, "dx", 1e-6);
+    assertClose(dw, dwExpected, "dw", 1e-6);
+    assertClose(db, dbExpected, "db", 1e-6);
+  });
+
+  for (const stride of [1, 2]) {
+    test(`2x2 maxpool stride ${stride} matches a sequential scan`, () => {
+      // Values from a set of four, so that most windows hold ties.
+      const random = seededRandom(24 + stride);
+      const g = maxPool2dGeometry({ channels: 3, inHeight: 9, inWidth: 8, size: 2, stride });
+      const n = 2;
+      const x = new Float32Array(n * 3 * 9 * 8);
+      for (let i = 0; i < x.length; i++) x[i] = Math.floor(4 * random()) - 1;
+      const yCount = n * 3 * g.outHeight * g.outWidth;
+      const y = new Float32Array(yCount);
+      const argmax = new Int32Array(yCount);
+      maxPool2dForward(g, n, x, y, argmax);
+
+      let yIndex = 0;
+      for (let plane = 0; plane < n * 3; plane++) {
+        for (let oh = 0; oh < g.outHeight; oh++) {
+          for (let ow = 0; ow < g.outWidth; ow++) {
+            const window = plane * 72 + oh * stride * 8 + ow * stride;
+            let best = window;
+            for (const offset of [1, 8, 9]) {
+              if (x[window + offset] > x[best]) best = window + offset;
+            }
+            assert.equal(argmax[yIndex], best, `argmax of window ${yIndex}`);
+            assert.equal(y[yIndex], x[best], `maximum of window ${yIndex}`);
+            yIndex++;
+          }
+        }
+      }
+    });
+  }
+});
+
+describe("conv2d forward paths", () => {
+  // Plain float64 loops over every output, input channel and tap.
+  function naiveConvForward(
+    g: ReturnType<typeof conv2dGeometry>,
+    n: number,
+    x: Float32Array,
+    w: Float32Array,
+    b: Float32Array,
+  ): number[] {
+    const { inChannels, inHeight, inWidth, outChannels, outHeight, outWidth } = g;
+    const { kernelHeight, kernelWidth, stride, pad, groups } = g;
+    const inChannelsPerGroup = inChannels / groups;
+    const outChannelsPerGroup = outChannels / groups;
+    const y: number[] = [];
+    for (let image = 0; image < n; image++) {
+      for (let oc = 0; oc < outChannels; oc++) {
+        const group = Math.floor(oc / outChannelsPerGroup);
+        for (let oh = 0; oh < outHeight; oh++) {
+          for (let ow = 0; ow < outWidth; ow++) {
+            let sum = b[oc];
+            for (let icInGroup = 0; icInGroup < inChannelsPerGroup; icInGroup++) {
+              const ic = group * inChannelsPerGroup + icInGroup;
+              for (let tapRow = 0; tapRow < kernelHeight; tapRow++) {
+                for (let tapColumn = 0; tapColumn < kernelWidth; tapColumn++) {
+                  const row = oh * stride - pad + tapRow;
+                  const column = ow * stride - pad + tapColumn;
+                  if (row < 0 || row >= inHeight || column < 0 || column >= inWidth) continue;
+                  const xIndex = ((image * inChannels + ic) * inHeight + row) * inWidth + column;
+                  const wIndex =
+                    ((oc * inChannelsPerGroup + icInGroup) * kernelHeight + tapRow) * kernelWidth +
+                    tapColumn;
+                  sum += x[xIndex] * w[wIndex];
+                }
+              }
+            }
+            y.push(sum);
+          }
+        }
+      }
+    }
+    return y;
+  }
+
+  // Each case picks one forward path (see conv2dForward) and exercises its leftover handling.
+  const cases = [
+    // Winograd: 3x3, stride 1, even output, 8 or more input channels per group. 5 output
+    // channels leave one row of the tiled products over.
+    { name: "Winograd", inChannels: 16, inHeight: 6, inWidth: 8, outChannels: 6, groups: 2 },
+    {
+      name: "Winograd odd rows",
+      inChannels: 8,
+      inHeight: 4,
+      inWidth: 4,
+      outChannels: 5,
+      groups: 1,
+    },
+    // Direct 3x3: an odd output width leaves outputs over, 3 channels per group a lone channel.
+    { name: "direct 3x3", inChannels: 16, inHeight: 5, inWidth: 7, outChannels: 6, groups: 2 },
+    {
+      name: "direct single input",
+      inChannels: 1,
+      inHeight: 6,
+      inWidth: 9,
+      outChannels: 4,
+      groups: 1,
+    },
+    { name: "depthwise", inChannels: 5, inHeight: 6, inWidth: 7, outChannels: 5, groups: 5 },
+    // im2col and the tiled multiply: stride 2 and a 5x5 kernel, with leftover rows and columns.
+    {
+      name: "im2col stride 2",
+      inChannels: 4,
+      inHeight: 9,
+      inWidth: 8,
+      outChannels: 5,
+      groups: 1,
+      stride: 2,
+    },
+    {
+      name: "im2col kernel 5",
+      inChannels: 6,
+      inHeight: 7,
+      inWidth: 9,
+      outChannels: 6,
+      groups: 2,
+      kernelSize: 5,
+      pad: 2,
+    },
+  ];
+  for (const spec of cases) {
+    test(`${spec.name} matches the definition`, () => {
+      const random = seededRandom(31);
+      const kernelSize = spec.kernelSize ?? 3;
+      const g = conv2dGeometry({ stride: 1, pad: 1, ...spec, kernelSize });
+      const n = 2;
+      const x = randomArray(n * spec.inChannels * spec.inHeight * spec.inWidth, random);
+      const filterSize = (spec.inChannels / spec.groups) * kernelSize * kernelSize;
+      const w = randomArray(spec.outChannels * filterSize, random);
+      const b = randomArray(spec.outChannels, random);
+      const yCount = n * spec.outChannels * g.outHeight * g.outWidth;
+      const y = new Float32Array(yCount + TAIL).fill(OUTPUT_FILL);
+      conv2dForward(g, n, withTail(x, TAIL, NaN), w, b, y);
+      assertClose(y.subarray(0, yCount), naiveConvForward(g, n, x, w, b), "y", 1e-6);
+      assertTailUntouched(y, yCount, OUTPUT_FILL, "y");
+    });
+  }
+});
