@@ -171,7 +171,15 @@ class Run {
     }
   }
 
+  /** Throws a DivergenceError instead of letting non-finite weights reach a file. */
+  private checkWeightsFinite(): void {
+    if (Number.isFinite(this.trainer.weightNorm())) return;
+    const { trial, epoch, batch } = this.trainer.snapshot().position;
+    throw new DivergenceError(trial, epoch + 1, batch, "the weights are not finite");
+  }
+
   private saveCheckpoint(name: string): void {
+    this.checkWeightsFinite();
     const snapshot = this.trainer.snapshot();
     const path = writeCheckpoint(this.options.checkpointDir!, name, {
       formatVersion: CHECKPOINT_FORMAT_VERSION,
@@ -204,6 +212,7 @@ class Run {
       "trial finished",
     );
     if (this.options.saveWeights) {
+      this.checkWeightsFinite();
       const { settings } = this.prepared;
       const path = weightsPath(this.options.saveWeights, trial, settings.trialCount);
       const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
