@@ -10,6 +10,7 @@ import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 
 import {
+  canFuseLeakyReluMaxPoolBackward,
   conv2dBackward,
   conv2dForward,
   denseBackward,
@@ -18,6 +19,7 @@ import {
   dropoutForward,
   leakyReluBackward,
   leakyReluForward,
+  leakyReluMaxPool2dBackward,
   maxPool2dBackward,
   maxPool2dForward,
   softmaxCrossEntropy,
@@ -107,6 +109,8 @@ class BenchBuffers {
   readonly poolIndices: (Int32Array | null)[];
   readonly masks: (Uint8Array | null)[];
   readonly blurKernels: (Float32Array | null)[];
+  /** As in the workspace: layer i is a leaky ReLU whose backward pass runs fused into the pool. */
+  readonly fusedIntoPool: boolean[];
   readonly labels: Uint8Array;
   readonly imageIndices: Int32Array;
   readonly weights: Float32Array[];
@@ -122,6 +126,15 @@ class BenchBuffers {
     this.poolIndices = [];
     this.masks = [];
     this.blurKernels = [];
+    this.fusedIntoPool = plan.layers.map((layer, i) => {
+      const next = plan.layers[i + 1];
+      return (
+        layer.kind === "leaky-relu" &&
+        next !== undefined &&
+        next.kind === "max-pool" &&
+        canFuseLeakyReluMaxPoolBackward(next.geometry)
+      );
+    });
     plan.layers.forEach((layer, i) => {
       const size = images * shapeSize(layer.output);
       if (layer.kind === "flatten") {
@@ -269,14 +282,26 @@ class BenchBuffers {
       case "blur":
         if (dx) conv2dBackward(layer.geometry, n, x, this.blurKernels[i]!, dy, dx, null, null);
         break;
-      case "max-pool":
-        if (dx) {
-          const argmax = this.chunkOf(this.poolIndices[i]!, outSize, first);
+      case "max-pool": {
+        const argmax = this.chunkOf(this.poolIndices[i]!, outSize, first);
+        const activationGradient = this.deltas[i - 1];
+        if (this.fusedIntoPool[i - 1] && activationGradient) {
+          const activationInput = this.chunkOf(this.values[i - 1], inSize, first);
+          leakyReluMaxPool2dBackward(
+            layer.geometry,
+            n,
+            activationInput,
+            dy,
+            argmax,
+            this.chunkOf(activationGradient, inSize, first),
+          );
+        } else if (dx) {
           maxPool2dBackward(layer.geometry, n, dy, argmax, dx);
         }
         break;
+      }
       case "leaky-relu":
-        if (dx) leakyReluBackward(n * inSize, x, dy, dx);
+        if (dx && !this.fusedIntoPool[i]) leakyReluBackward(n * inSize, x, dy, dx);
         break;
       case "flatten":
         break;
@@ -290,7 +315,9 @@ class BenchBuffers {
             dx,
           );
         break;
-      case "dense":
+      case "dense": {
+        // As in the workspace: behind a dropout, only the kept units' dx is computed.
+        const dropoutMask = this.masks[i - 1] ?? null;
         denseBackward(
           n,
           layer.inFeatures,
@@ -301,8 +328,10 @@ class BenchBuffers {
           dx,
           this.gradients[layer.weight.index],
           this.gradients[layer.bias.index],
+          dropoutMask === null ? null : this.chunkOf(dropoutMask, inSize, first),
         );
         break;
+      }
     }
   }
 }

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import {
+  canFuseLeakyReluMaxPoolBackward,
   conv2dBackward,
   conv2dForward,
   conv2dGeometry,
@@ -13,6 +14,7 @@ import {
   dropoutForward,
   leakyReluBackward,
   leakyReluForward,
+  leakyReluMaxPool2dBackward,
   maxPool2dBackward,
   maxPool2dForward,
   maxPool2dGeometry,
@@ -958,4 +960,82 @@ describe("conv2d forward paths", () => {
       assertTailUntouched(y, yCount, OUTPUT_FILL, "y");
     });
   }
+});
+
+describe("fused and masked paths", () => {
+  for (const [n, inFeatures, outFeatures] of [
+    [5, 37, 19],
+    [3, 150, 24],
+  ]) {
+    test(`dense dx mask ${inFeatures} inputs matches unmasked`, () => {
+      // 150 inputs span three blocks of 64 features, the last one partial.
+      const random = seededRandom(41);
+      const x = randomArray(n * inFeatures, random);
+      const w = randomArray(outFeatures * inFeatures, random);
+      const dy = randomArray(n * outFeatures, random);
+      const mask = new Uint8Array(n * inFeatures);
+      for (let i = 0; i < mask.length; i++) mask[i] = random() < 0.5 ? 1 : 0;
+      // Row 1 keeps nothing and row 2 keeps everything.
+      mask.fill(0, inFeatures, 2 * inFeatures);
+      mask.fill(1, 2 * inFeatures, 3 * inFeatures);
+
+      const dxFull = new Float32Array(n * inFeatures);
+      const dwFull = new Float32Array(outFeatures * inFeatures);
+      const dbFull = new Float32Array(outFeatures);
+      denseBackward(n, inFeatures, outFeatures, x, w, dy, dxFull, dwFull, dbFull);
+      const dxMasked = new Float32Array(n * inFeatures + TAIL).fill(OUTPUT_FILL);
+      const dw = new Float32Array(outFeatures * inFeatures);
+      const db = new Float32Array(outFeatures);
+      denseBackward(n, inFeatures, outFeatures, x, w, dy, dxMasked, dw, db, mask);
+
+      for (let i = 0; i < n * inFeatures; i++) {
+        const expected = mask[i] === 0 ? 0 : dxFull[i];
+        assert.equal(dxMasked[i], expected, `dx element ${i}`);
+      }
+      assertTailUntouched(dxMasked, n * inFeatures, OUTPUT_FILL, "dx");
+      assert.deepEqual(dw, dwFull);
+      assert.deepEqual(db, dbFull);
+    });
+  }
+
+  test("fused leaky ReLU and maxpool backward is exact", () => {
+    // Values from a small set with both signs, so that windows hold ties, and a dy with signed
+    // zeros. The fused pass must equal maxPool2dBackward then leakyReluBackward bit for bit.
+    const random = seededRandom(42);
+    const g = maxPool2dGeometry({ channels: 3, inHeight: 9, inWidth: 8, size: 2, stride: 2 });
+    assert.equal(canFuseLeakyReluMaxPoolBackward(g), true);
+    const n = 2;
+    const xCount = n * 3 * 9 * 8;
+    const yCount = n * 3 * g.outHeight * g.outWidth;
+    const x = new Float32Array(xCount);
+    for (let i = 0; i < xCount; i++) x[i] = [-2, -0.5, 0, 0.5, 3][Math.floor(5 * random())];
+    const dy = randomArray(yCount, random);
+    dy[0] = -0;
+    dy[1] = 0;
+    const activation = new Float32Array(xCount);
+    leakyReluForward(xCount, x, activation);
+    const pooled = new Float32Array(yCount);
+    const argmax = new Int32Array(yCount);
+    maxPool2dForward(g, n, activation, pooled, argmax);
+
+    const poolGradient = new Float32Array(xCount);
+    maxPool2dBackward(g, n, dy, argmax, poolGradient);
+    const expected = new Float32Array(xCount);
+    leakyReluBackward(xCount, x, poolGradient, expected);
+    const fromInput = new Float32Array(xCount + TAIL).fill(OUTPUT_FILL);
+    leakyReluMaxPool2dBackward(g, n, x, dy, argmax, fromInput);
+    const fromOutput = new Float32Array(xCount);
+    leakyReluMaxPool2dBackward(g, n, activation, dy, argmax, fromOutput);
+
+    for (let i = 0; i < xCount; i++) {
+      assert.ok(Object.is(fromInput[i], expected[i]), `dx element ${i} from the input`);
+      assert.ok(Object.is(fromOutput[i], expected[i]), `dx element ${i} from the output`);
+    }
+    assertTailUntouched(fromInput, xCount, OUTPUT_FILL, "dx");
+  });
+
+  test("fused backward rejects overlapping windows", () => {
+    const g = maxPool2dGeometry({ channels: 1, inHeight: 4, inWidth: 4, size: 2, stride: 1 });
+    assert.equal(canFuseLeakyReluMaxPoolBackward(g), false);
+  });
 });

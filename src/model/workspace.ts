@@ -1,6 +1,7 @@
 // Runs a planned model forward and backward over a batch of up to `capacity` images, with every
 // activation, gradient, pooling index and dropout mask allocated once, up front.
 import {
+  canFuseLeakyReluMaxPoolBackward,
   conv2dBackward,
   conv2dForward,
   denseBackward,
@@ -9,6 +10,7 @@ import {
   dropoutForward,
   leakyReluBackward,
   leakyReluForward,
+  leakyReluMaxPool2dBackward,
   maxPool2dBackward,
   maxPool2dForward,
   softmaxCrossEntropy,
@@ -55,6 +57,12 @@ export class ModelWorkspace {
   private readonly poolIndices: (Int32Array | null)[];
   private readonly dropoutMasks: (Uint8Array | null)[];
   private readonly blurKernels: (Float32Array | null)[];
+  /**
+   * fusedIntoPool[i]: layer i is a leaky ReLU whose backward pass the max pool after it runs
+   * fused (leakyReluMaxPool2dBackward), so the activation's output gradient deltas[i + 1] is
+   * never written.
+   */
+  private readonly fusedIntoPool: boolean[];
   private weightViews: Float32Array[] = [];
   /** Whether the last forward pass applied dropout, so backward must apply the same masks. */
   private lastPassTraining = false;
@@ -69,6 +77,15 @@ export class ModelWorkspace {
     this.poolIndices = [];
     this.dropoutMasks = [];
     this.blurKernels = [];
+    this.fusedIntoPool = plan.layers.map((layer, i) => {
+      const next = plan.layers[i + 1];
+      return (
+        layer.kind === "leaky-relu" &&
+        next !== undefined &&
+        next.kind === "max-pool" &&
+        canFuseLeakyReluMaxPoolBackward(next.geometry)
+      );
+    });
 
     plan.layers.forEach((layer, i) => {
       const outputSize = capacity * shapeSize(layer.output);
@@ -216,11 +233,30 @@ export class ModelWorkspace {
         case "blur":
           if (dx) conv2dBackward(layer.geometry, n, x, this.blurKernels[i]!, dy, dx, null, null);
           break;
-        case "max-pool":
-          if (dx) maxPool2dBackward(layer.geometry, n, dy, this.poolIndices[i]!, dx);
+        case "max-pool": {
+          const argmax = this.poolIndices[i]!;
+          if (i > 0 && this.fusedIntoPool[i - 1]) {
+            // Writes the gradient of the fused leaky ReLU's input, deltas[i - 1].
+            const activationGradient = this.deltas[i - 1];
+            if (activationGradient) {
+              const activationInput = this.values[i - 1];
+              leakyReluMaxPool2dBackward(
+                layer.geometry,
+                n,
+                activationInput,
+                dy,
+                argmax,
+                activationGradient,
+              );
+            }
+          } else if (dx) {
+            maxPool2dBackward(layer.geometry, n, dy, argmax, dx);
+          }
           break;
+        }
         case "leaky-relu":
-          if (dx) leakyReluBackward(n * shapeSize(layer.input), x, dy, dx);
+          if (dx && !this.fusedIntoPool[i])
+            leakyReluBackward(n * shapeSize(layer.input), x, dy, dx);
           break;
         case "flatten":
           break;
@@ -245,11 +281,19 @@ export class ModelWorkspace {
             dx,
             gradients[weightIndex],
             gradients[biasIndex],
+            this.inputDropoutMask(i),
           );
           break;
         }
       }
     }
+  }
+
+  // The mask of the training-mode dropout right before layer i, else null. The dropout's backward
+  // pass multiplies the gradient of each dropped unit by 0, so layer i need not compute it.
+  private inputDropoutMask(i: number): Uint8Array | null {
+    if (!this.lastPassTraining || i === 0) return null;
+    return this.dropoutMasks[i - 1];
   }
 
   private checkBatch(n: number): void {
