@@ -1,9 +1,15 @@
-// Everything a run checks before it creates any output: flags against the checkpoint being
-// resumed, the initial weights file, the data, and the subset sizes.
-import { join } from "node:path";
+// Everything a run checks before it creates any output: the output paths, flags against the
+// checkpoint being resumed, the initial weights file, the data, and the subset sizes.
+import { statSync, type Stats } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 
 import { loadFashionMnist, locateDataDirectory, type FashionMnist } from "../data/index.js";
-import { matchParameters, readSafetensors } from "../io/safetensors.js";
+import {
+  matchParameters,
+  readSafetensors,
+  SafetensorsError,
+  type SafetensorsContents,
+} from "../io/safetensors.js";
 import { planModel } from "../model/plan.js";
 import { LATEST_CHECKPOINT, readCheckpoint, type Checkpoint } from "../training/checkpoint.js";
 import type { TrainingSettings } from "../training/trainer.js";
@@ -35,12 +41,15 @@ const FLAG_NAMES: Partial<Record<keyof TrainOptions, string>> = {
 
 export function prepareRun({ options, explicit }: ParsedOptions): PreparedRun {
   const warnings: string[] = [];
+  checkOutputPaths(options);
   const checkpoint = options.resume
     ? readCheckpoint(join(options.resume, LATEST_CHECKPOINT))
     : null;
-  // A resumed run reads the data from where the checkpointed run did, unless --data-dir says.
+  // A resumed run reads the data from where the checkpointed run did, unless --data-dir is given.
   const dataDir = options.dataDir ?? checkpoint?.dataDirectory;
-  const data = loadFashionMnist(locateDataDirectory({ dataDir }));
+  const dataDirSource =
+    options.dataDir === undefined && checkpoint ? `the checkpoint in ${options.resume}` : undefined;
+  const data = loadFashionMnist(locateDataDirectory({ dataDir, dataDirSource }));
 
   let settings: TrainingSettings;
   if (checkpoint) {
@@ -55,6 +64,66 @@ export function prepareRun({ options, explicit }: ParsedOptions): PreparedRun {
     ? readInitialWeights(options.initWeights, settings, warnings)
     : null;
   return { settings, data, checkpoint, initialWeights, warnings };
+}
+
+/**
+ * Rejects output paths that cannot be written: a file flag that names a directory, a
+ * --checkpoint-dir that names a file, and a path below an existing file. The run writes these
+ * only after an epoch or a trial, so without this check the mistake would cost that much training
+ * and end with a stack trace.
+ */
+function checkOutputPaths(options: TrainOptions): void {
+  // Each file flag, its value and an example file name for the message.
+  const files: [string, string | undefined, string][] = [
+    ["--csv-file-name", options.csvFileName, "stats.csv"],
+    ["--log-file", options.logFile, "run.jsonl"],
+    ["--save-weights", options.saveWeights, `${options.net}.safetensors`],
+  ];
+  for (const [flag, path, example] of files) {
+    if (path === undefined) continue;
+    if (statOrUndefined(path)?.isDirectory()) {
+      throw new UsageError(
+        `${flag} ${path}: is a directory, expected a file name. Name a file, for example ${join(path, example)}`,
+      );
+    }
+    checkParentDirectory(flag, path);
+  }
+  const directory = options.checkpointDir;
+  if (directory !== undefined) {
+    const stats = statOrUndefined(directory);
+    if (stats && !stats.isDirectory()) {
+      throw new UsageError(
+        `--checkpoint-dir ${directory}: is a file, expected a directory. Name a new or existing directory`,
+      );
+    }
+    checkParentDirectory("--checkpoint-dir", directory);
+  }
+}
+
+/** Throws a UsageError when the nearest existing ancestor of `path` is not a directory. */
+function checkParentDirectory(flag: string, path: string): void {
+  let ancestor = dirname(resolve(path));
+  for (;;) {
+    const stats = statOrUndefined(ancestor);
+    if (stats) {
+      if (stats.isDirectory()) return;
+      throw new UsageError(
+        `${flag} ${path}: ${ancestor} is a file, so the path cannot be created. Name a path in a directory`,
+      );
+    }
+    const parent = dirname(ancestor);
+    if (parent === ancestor) return;
+    ancestor = parent;
+  }
+}
+
+/** Returns the stats of `path`, or undefined when it does not exist or cannot be examined. */
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 function settingsFromOptions(
@@ -121,7 +190,7 @@ function settingsFromCheckpoint(
     }
     if (name === "initWeights") {
       throw new UsageError(
-        `--init-weights cannot be combined with --resume: the checkpoint holds the weights`,
+        `--init-weights cannot be combined with --resume, because the checkpoint contains the weights. Drop --init-weights to resume, or start a new run without --resume`,
       );
     }
     const savedValue = (saved as unknown as Record<string, unknown>)[name];
@@ -146,18 +215,30 @@ function readInitialWeights(
   settings: TrainingSettings,
   warnings: string[],
 ): Float32Array {
-  const plan = planModel(settings.net);
-  const { tensors } = readSafetensors(path);
-  const { extra } = matchParameters(path, tensors, plan.parameters);
+  const { net } = settings;
+  const plan = planModel(net);
+  const remedy = `Pass a safetensors file of ${net} weights, as --save-weights writes with --net ${net}`;
+  let contents: SafetensorsContents;
+  let extra: string[];
+  try {
+    contents = readSafetensors(path);
+    ({ extra } = matchParameters(path, contents.tensors, plan.parameters));
+  } catch (error) {
+    // SafetensorsError messages start with the path, so prefix the flag and add what to do.
+    if (error instanceof SafetensorsError) {
+      throw new SafetensorsError(`--init-weights ${error.message}. ${remedy}`);
+    }
+    throw error;
+  }
   if (extra.length > 0)
     warnings.push(`${path}: ignoring tensors this network does not use: ${extra.join(", ")}`);
   const weights = new Float32Array(plan.parameterCount);
   for (const tensor of plan.parameters) {
-    const data = tensors[tensor.name].data;
+    const data = contents.tensors[tensor.name].data;
     for (let i = 0; i < data.length; i++) {
       if (!Number.isFinite(data[i])) {
         throw new UsageError(
-          `${path}: tensor ${tensor.name} holds a non-finite value at index ${i}`,
+          `--init-weights ${path}: tensor ${tensor.name} contains a non-finite value at index ${i}. Pass weights with finite values`,
         );
       }
     }

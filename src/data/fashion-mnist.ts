@@ -73,6 +73,11 @@ export interface FashionMnist {
 export interface LocateOptions {
   /** Value of the `--data-dir` flag. */
   dataDir?: string;
+  /**
+   * Origin of `dataDir` named in error messages, `--data-dir` by default. A resumed run names its
+   * checkpoint, because it reads the directory recorded there.
+   */
+  dataDirSource?: string;
   /** Environment to read FASHION_MNIST_DIR from, process.env by default. */
   env?: NodeJS.ProcessEnv;
   /** Repository root, which contains data/fashion_mnist/. By default, the root of this module. */
@@ -95,12 +100,18 @@ export function locateDataDirectory(options: LocateOptions = {}): string {
   const downloadScript = path.join(repoRoot, "data", "fashion_mnist", "download.sh");
 
   if (options.dataDir) {
-    return requireDataDirectory(path.resolve(options.dataDir), "--data-dir", downloadScript);
+    return requireDataDirectory(
+      path.resolve(options.dataDir),
+      options.dataDirSource ?? "--data-dir",
+      "--data-dir",
+      downloadScript,
+    );
   }
   const fromEnvironment = env[DATA_DIRECTORY_VARIABLE];
   if (fromEnvironment) {
     return requireDataDirectory(
       path.resolve(fromEnvironment),
+      DATA_DIRECTORY_VARIABLE,
       DATA_DIRECTORY_VARIABLE,
       downloadScript,
     );
@@ -321,11 +332,20 @@ function listMissingFiles(directory: string): string[] {
   );
 }
 
-function requireDataDirectory(directory: string, source: string, downloadScript: string): string {
+/**
+ * Returns `directory` when it contains the four files. The error message names `source` as the
+ * origin of the directory and `override` as the flag or variable that names another one.
+ */
+function requireDataDirectory(
+  directory: string,
+  source: string,
+  override: string,
+  downloadScript: string,
+): string {
   const howToFill =
     `Install the files with 'apt-get install dataset-fashion-mnist' (Debian, into ` +
     `${DEBIAN_DATA_DIRECTORY}) or 'bash ${downloadScript} ${directory}', or name another ` +
-    `directory with ${source}`;
+    `directory with ${override}`;
 
   if (!pathExists(directory)) {
     throw new DataError(`${directory} (from ${source}): directory not found. ${howToFill}`);

@@ -30,7 +30,7 @@ export interface Checkpoint {
   formatVersion: number;
   packageVersion: string;
   settings: TrainingSettings;
-  /** The directory the run read its data from; a resumed run reads it again unless told otherwise. */
+  /** The directory the run read its data from; a resumed run reads it again unless --data-dir is given. */
   dataDirectory: string;
   /** Best test accuracy of the run so far (the accuracy of the `best` checkpoint), or null. */
   bestTestAccuracy: number | null;
@@ -51,7 +51,7 @@ interface Header {
   bestTestAccuracy: number | null;
   position: TrialSnapshot["position"];
   optimizerStepCount: number;
-  /** How every random stream is derived, for a reader of the file: none carries hidden state. */
+  /** Derivation of every random stream, for a reader of the file: none carries hidden state. */
   randomStreams: string;
   arrays: ArrayEntry[];
 }
@@ -109,7 +109,9 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
     new CheckpointError(`${path}: ${what}; the checkpoint is damaged, use another or start again`);
   if (bytes.length < 12 + DIGEST_BYTES) throw damaged(`file of ${bytes.length} bytes is too short`);
   if (new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) {
-    throw new CheckpointError(`${path}: not a checkpoint of this trainer (wrong magic bytes)`);
+    throw new CheckpointError(
+      `${path}: not a checkpoint of this trainer (wrong magic bytes). Pass --resume the directory that --checkpoint-dir named in the earlier run`,
+    );
   }
   const digestStart = bytes.length - DIGEST_BYTES;
   const expected = bytes.subarray(digestStart);
@@ -170,14 +172,23 @@ export function writeCheckpoint(directory: string, name: string, checkpoint: Che
   return path;
 }
 
+/** Plain words for the error codes of reading a checkpoint that a user can cause. */
+const READ_FAILURES: Readonly<Record<string, string>> = {
+  ENOENT: "not found",
+  EISDIR: "is a directory",
+  ENOTDIR: "a parent in the path is a file",
+};
+
 export function readCheckpoint(path: string): Checkpoint {
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "not found" : code === "EISDIR" ? "is a directory" : code;
-    throw new CheckpointError(`${path}: cannot read the checkpoint (${reason})`);
+    const reason = READ_FAILURES[code ?? ""] ?? code ?? (error as Error).message;
+    throw new CheckpointError(
+      `${path}: cannot read the checkpoint (${reason}). Pass --resume the directory that --checkpoint-dir named in the earlier run`,
+    );
   }
   return decodeCheckpoint(bytes, path);
 }
