@@ -323,7 +323,7 @@ function flagCase(name: string, args: string[], names: string, problem: RegExp, 
   return { name, args: [...QUICK, ...args], names, problem, remedy, usageHint: true };
 }
 
-const INTEGER_FROM_1 = /expected an integer from 1 to \d+\./;
+const POSITIVE_INTEGER = /expected a positive integer\./;
 
 const FLAG_CASES: BadInputCase[] = [
   flagCase("unknown flag", ["--colour", "red"], "--colour", /unknown option/, /--help/),
@@ -354,21 +354,21 @@ const FLAG_CASES: BadInputCase[] = [
     ["--mini-batch-size", "0"],
     "--mini-batch-size",
     /argument '0' is invalid/,
-    INTEGER_FROM_1,
+    POSITIVE_INTEGER,
   ),
   flagCase(
     "zero epochs",
     ["--epoch-count", "0"],
     "--epoch-count",
     /argument '0' is invalid/,
-    INTEGER_FROM_1,
+    POSITIVE_INTEGER,
   ),
   flagCase(
     "negative epochs",
     ["--epoch-count", "-1"],
     "--epoch-count",
     /argument '-1' is invalid/,
-    INTEGER_FROM_1,
+    POSITIVE_INTEGER,
   ),
   flagCase(
     "nan learning rate",

@@ -52,14 +52,16 @@ export const RESUMABLE_FLAGS: readonly (keyof TrainOptions)[] = [
 ];
 
 function integerIn(minimum: number, maximum: number) {
+  const expected =
+    maximum === Number.MAX_SAFE_INTEGER && minimum === 1
+      ? "expected a positive integer."
+      : `expected an integer from ${minimum} to ${maximum}.`;
   return (text: string): number => {
     const value = Number(text);
     if (!/^[+-]?\d+$/.test(text.trim()) || !Number.isSafeInteger(value)) {
-      throw new InvalidArgumentError(`expected an integer from ${minimum} to ${maximum}.`);
+      throw new InvalidArgumentError(expected);
     }
-    if (value < minimum || value > maximum) {
-      throw new InvalidArgumentError(`expected an integer from ${minimum} to ${maximum}.`);
-    }
+    if (value < minimum || value > maximum) throw new InvalidArgumentError(expected);
     return value;
   };
 }

@@ -89,7 +89,6 @@ export function weightsPath(path: string, trial: number, trialCount: number): st
 
 class Run {
   private readonly csv: CsvWriter | null;
-  private readonly interrupts = new InterruptWatch();
   private bestTestAccuracy: number | null;
   private progress: cliProgress.SingleBar | null = null;
   private progressStart = { seconds: 0, batch: 0 };
@@ -99,6 +98,7 @@ class Run {
     private readonly prepared: PreparedRun,
     private readonly log: Logger,
     private readonly trainer: Trainer,
+    private readonly interrupts: InterruptWatch,
   ) {
     this.csv = options.csvFileName ? new CsvWriter(options.csvFileName) : null;
     this.bestTestAccuracy = prepared.checkpoint?.bestTestAccuracy ?? null;
@@ -124,7 +124,6 @@ class Run {
       return ExitCode.success;
     }
 
-    this.interrupts.install();
     try {
       for (let trial = firstTrial; trial < settings.trialCount; trial++) {
         const started = performance.now();
@@ -148,7 +147,6 @@ class Run {
       }
     } finally {
       this.stopProgress();
-      this.interrupts.uninstall();
     }
     return ExitCode.success;
   }
@@ -285,6 +283,17 @@ class Run {
 
 export async function main(argv: string[]): Promise<number> {
   const parsed = parseArguments(argv);
+  // Installed first, so that a signal during start-up also ends with 130 or 143, not a kill.
+  const interrupts = new InterruptWatch();
+  interrupts.install();
+  try {
+    return await runCommand(parsed, interrupts);
+  } finally {
+    interrupts.uninstall();
+  }
+}
+
+async function runCommand(parsed: ParsedOptions, interrupts: InterruptWatch): Promise<number> {
   const { options } = parsed;
 
   let prepared: PreparedRun;
@@ -301,6 +310,11 @@ export async function main(argv: string[]): Promise<number> {
   for (const message of prepared.warnings) {
     process.stderr.write(`warning: ${message}\n`);
     log.warn({ event: "warning" }, message);
+  }
+
+  if (interrupts.signal) {
+    process.stderr.write(`interrupted by ${interrupts.signal} before training started\n`);
+    return interrupts.exitCode;
   }
 
   const trainer = new Trainer(prepared.settings, prepared.data, options.threads);
@@ -321,7 +335,7 @@ export async function main(argv: string[]): Promise<number> {
       },
       "run started",
     );
-    const run = new Run(options, prepared, log, trainer);
+    const run = new Run(options, prepared, log, trainer, interrupts);
     return await run.execute();
   } catch (error) {
     return reportFailure(error as Error, log);

@@ -2,8 +2,9 @@
 // N bytes of JSON header, then the raw little-endian tensor data. The header maps each tensor name
 // to { dtype, shape, data_offsets: [begin, end] }, with offsets relative to the start of the data
 // section, and may hold "__metadata__", a map from string to string.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { readFileSync } from "node:fs";
+
+import { writeFileAtomically } from "./atomic-write.js";
 
 /** A problem with a safetensors file or its contents. The message starts with the file name. */
 export class SafetensorsError extends Error {
@@ -322,16 +323,7 @@ export function writeSafetensors(
   tensors: Record<string, Tensor>,
   metadata: Record<string, string>,
 ): void {
-  const bytes = encodeSafetensors(tensors, metadata);
-  mkdirSync(dirname(path), { recursive: true });
-  const temporary = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(temporary, bytes);
-    renameSync(temporary, path);
-  } catch (error) {
-    rmSync(temporary, { force: true });
-    throw error;
-  }
+  writeFileAtomically(path, encodeSafetensors(tensors, metadata));
 }
 
 /** Reads and decodes a safetensors file; throws a SafetensorsError when it cannot be read. */

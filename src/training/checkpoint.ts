@@ -9,8 +9,10 @@
 //   32 bytes  SHA-256 of everything before it
 // Files are written to a temporary name and renamed, so a reader sees the old or the new file.
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+
+import { writeFileAtomically } from "../io/atomic-write.js";
 
 import type { TrainingSettings, TrialSnapshot } from "./trainer.js";
 
@@ -164,11 +166,8 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
 
 /** Writes DIR/NAME through a temporary file and a rename; creates DIR and its parents. */
 export function writeCheckpoint(directory: string, name: string, checkpoint: Checkpoint): string {
-  mkdirSync(directory, { recursive: true });
   const path = join(directory, name);
-  const temporary = `${path}.${process.pid}.tmp`;
-  writeFileSync(temporary, encodeCheckpoint(checkpoint));
-  renameSync(temporary, path);
+  writeFileAtomically(path, encodeCheckpoint(checkpoint));
   return path;
 }
 

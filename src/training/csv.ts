@@ -1,8 +1,6 @@
 // The per-epoch statistics file: for each trial a header line, one row per epoch, a blank line.
 // Comma-separated with '#' comments, so gnuplot reads it as is (`plot "stats.csv" using 1:2`).
-import { renameSync, writeFileSync, mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-
+import { writeFileAtomically } from "../io/atomic-write.js";
 import type { EpochResult } from "./trainer.js";
 
 export const CSV_HEADER = "# epoch, train_loss, test_loss, train_accuracy, test_accuracy";
@@ -31,9 +29,6 @@ export class CsvWriter {
       .filter((rows) => rows.length > 0)
       .map((rows) => `${CSV_HEADER}\n${rows.join("\n")}\n\n`)
       .join("");
-    mkdirSync(dirname(this.path), { recursive: true });
-    const temporary = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(temporary, text);
-    renameSync(temporary, this.path);
+    writeFileAtomically(this.path, text);
   }
 }
