@@ -2,7 +2,9 @@
 // conv-blur-net on one thread. The inputs have the zeros of a real step, from synthetic images
 // with half of the pixels zero, the dropout masks the trainer draws, and the gradients that
 // pooling, leaky ReLU and dropout pass back. Layers are timed in forward order, then in backward
-// order, so each one reads what the layer before it produced.
+// order, so each one reads what the layer before it produced. As in the workspace, a conv2d
+// followed by leaky ReLU stores the activated values itself, so its row includes the activation
+// and the leaky ReLU forward row is empty.
 //
 // Run directly: node dist/bench/kernels.js [--net conv-net|conv-blur-net] [--images N] [--repeats N]
 // (defaults: both nets, 50 images, 21 repeats).
@@ -111,6 +113,8 @@ class BenchBuffers {
   readonly blurKernels: (Float32Array | null)[];
   /** As in the workspace: layer i is a leaky ReLU whose backward pass runs fused into the pool. */
   readonly fusedIntoPool: boolean[];
+  /** As in the workspace: layer i is a leaky ReLU that the conv2d before it applies on its store. */
+  readonly fusedIntoConv: boolean[];
   readonly labels: Uint8Array;
   readonly imageIndices: Int32Array;
   readonly weights: Float32Array[];
@@ -135,11 +139,17 @@ class BenchBuffers {
         canFuseLeakyReluMaxPoolBackward(next.geometry)
       );
     });
+    this.fusedIntoConv = plan.layers.map(
+      (layer, i) => layer.kind === "leaky-relu" && i > 0 && plan.layers[i - 1].kind === "conv2d",
+    );
     plan.layers.forEach((layer, i) => {
       const size = images * shapeSize(layer.output);
       if (layer.kind === "flatten") {
         this.values.push(this.values[i]);
         this.deltas.push(this.deltas[i]);
+      } else if (this.fusedIntoConv[i]) {
+        this.values.push(this.values[i]);
+        this.deltas.push(new Float32Array(size));
       } else {
         this.values.push(new Float32Array(size));
         this.deltas.push(new Float32Array(size));
@@ -193,6 +203,7 @@ class BenchBuffers {
           this.weights[layer.weight.index],
           this.weights[layer.bias.index],
           y,
+          this.fusedIntoConv[i + 1] === true,
         );
         break;
       case "blur":
@@ -208,7 +219,7 @@ class BenchBuffers {
         );
         break;
       case "leaky-relu":
-        leakyReluForward(n * inSize, x, y);
+        if (!this.fusedIntoConv[i]) leakyReluForward(n * inSize, x, y);
         break;
       case "flatten":
         break;

@@ -959,6 +959,31 @@ describe("conv2d forward paths", () => {
       assertClose(y.subarray(0, yCount), naiveConvForward(g, n, x, w, b), "y", 1e-6);
       assertTailUntouched(y, yCount, OUTPUT_FILL, "y");
     });
+
+    test(`${spec.name} with leaky ReLU equals two passes`, () => {
+      const random = seededRandom(37);
+      const kernelSize = spec.kernelSize ?? 3;
+      const g = conv2dGeometry({ stride: 1, pad: 1, ...spec, kernelSize });
+      const n = 2;
+      const x = randomArray(n * spec.inChannels * spec.inHeight * spec.inWidth, random);
+      const filterSize = (spec.inChannels / spec.groups) * kernelSize * kernelSize;
+      const w = randomArray(spec.outChannels * filterSize, random);
+      const b = randomArray(spec.outChannels, random);
+      // Half of the biases are 0 and the second image is all zeros, so some outputs are ±0.
+      for (let oc = 0; oc < spec.outChannels; oc += 2) b[oc] = oc % 4 === 0 ? 0 : -0;
+      x.fill(0, x.length / 2);
+      const yCount = n * spec.outChannels * g.outHeight * g.outWidth;
+      const expected = new Float32Array(yCount);
+      conv2dForward(g, n, x, w, b, expected);
+      leakyReluForward(yCount, expected, expected);
+      const y = new Float32Array(yCount + TAIL).fill(OUTPUT_FILL);
+      conv2dForward(g, n, withTail(x, TAIL, NaN), w, b, y, true);
+
+      for (let i = 0; i < yCount; i++) {
+        assert.ok(Object.is(y[i], expected[i]), `y element ${i}: ${y[i]} != ${expected[i]}`);
+      }
+      assertTailUntouched(y, yCount, OUTPUT_FILL, "y");
+    });
   }
 });
 

@@ -11,6 +11,16 @@ export const LEAKY_RELU_SLOPE = 0.01;
 const SLOPE_STEP = 1 - LEAKY_RELU_SLOPE;
 
 /**
+ * Returns the leaky ReLU of `sum` rounded to float32, the same float32 that leakyReluForward
+ * stores for an input element equal to that rounding. Kernels call it on their final sums to
+ * store activated outputs directly.
+ */
+export function leakyReluOfSum(sum: number): number {
+  const value = Math.fround(sum);
+  return value * (LEAKY_RELU_SLOPE + SLOPE_STEP * +(value > 0));
+}
+
+/**
  * Computes y = x for x > 0, else LEAKY_RELU_SLOPE * x.
  * x [count], y [count]. y may be the same array as x.
  */

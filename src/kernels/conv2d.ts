@@ -1,6 +1,7 @@
 // 2-D convolution over flat float32 buffers in PyTorch layout. Like PyTorch's conv2d it is a
 // cross-correlation (the kernel is not flipped), with zero padding and channel groups.
 
+import { leakyReluForward, leakyReluOfSum } from "./activation.js";
 import { clearedPaddedPlanes, copyIntoPaddedPlanes, float64Scratch } from "./conv2d-scratch.js";
 import { useWinograd, winogradForward } from "./winograd.js";
 
@@ -93,6 +94,7 @@ let packedWeights = new Float64Array(0);
  * x [n, inChannels, inHeight, inWidth], w [outChannels, inChannels / groups, kernelHeight,
  * kernelWidth], b [outChannels] or null for no bias, y [n, outChannels, outHeight, outWidth].
  * Output channel oc reads the input channels of its group, group = floor(oc / (outChannels / groups)).
+ * With `leakyRelu` true, y receives leakyReluForward of that output instead, bit for bit.
  * The geometry picks one of four paths. Depthwise 3 × 3 (the blur) runs a direct loop, and
  * Winograd F(2 × 2, 3 × 3) runs where useWinograd returns true (conv2). Other 3 × 3 stride-1
  * convolutions (conv1) run a direct tiled loop, and the rest im2col with a tiled multiply.
@@ -104,6 +106,7 @@ export function conv2dForward(
   w: Float32Array,
   b: Float32Array | null,
   y: Float32Array,
+  leakyRelu = false,
 ): void {
   const { inChannels, outChannels, outHeight, outWidth } = g;
   const { kernelHeight, kernelWidth, groups } = g;
@@ -127,16 +130,17 @@ export function conv2dForward(
       copyIntoPaddedPlanes(g, x, image, planes);
       depthwiseForward(g, planes, w, b, y, image);
     }
+    if (leakyRelu) leakyReluForward(n * outChannels * outPlaneSize, y, y);
     return;
   }
   if (useWinograd(g)) {
-    winogradForward(g, planes, n, x, w, b, y);
+    winogradForward(g, planes, n, x, w, b, y, leakyRelu);
     return;
   }
   if (kernelHeight === 3 && kernelWidth === 3 && g.stride === 1) {
     for (let image = 0; image < n; image++) {
       copyIntoPaddedPlanes(g, x, image, planes);
-      directForward3x3(g, planes, w, b, y, image);
+      directForward3x3(g, planes, w, b, y, image, leakyRelu);
     }
     return;
   }
@@ -171,6 +175,7 @@ export function conv2dForward(
       );
     }
   }
+  if (leakyRelu) leakyReluForward(n * outChannels * outPlaneSize, y, y);
 }
 
 // Computes image `image` of y for a depthwise 3 × 3 convolution (one input and one output
@@ -237,6 +242,7 @@ function directForward3x3(
   b: Float32Array | null,
   y: Float32Array,
   image: number,
+  leakyRelu: boolean,
 ): void {
   const { inChannels, inHeight, inWidth, outChannels, outHeight, outWidth, pad, groups } = g;
   const inChannelsPerGroup = inChannels / groups;
@@ -302,6 +308,16 @@ function directForward3x3(
             // The next tap row, or after the third the first row of the next channel's plane.
             top += tapRow % 3 === 2 ? paddedPlaneSize - 2 * paddedWidth : paddedWidth;
           }
+          if (leakyRelu) {
+            s00 = leakyReluOfSum(s00);
+            s01 = leakyReluOfSum(s01);
+            s02 = leakyReluOfSum(s02);
+            s03 = leakyReluOfSum(s03);
+            s10 = leakyReluOfSum(s10);
+            s11 = leakyReluOfSum(s11);
+            s12 = leakyReluOfSum(s12);
+            s13 = leakyReluOfSum(s13);
+          }
           y[yRow1 + ow] = s10;
           y[yRow1 + ow + 1] = s11;
           y[yRow1 + ow + 2] = s12;
@@ -324,6 +340,10 @@ function directForward3x3(
               s0 += w[oc0 * filterStride + icInGroup * 9 + tap] * input;
               s1 += w[oc1 * filterStride + icInGroup * 9 + tap] * input;
             }
+          }
+          if (leakyRelu) {
+            s0 = leakyReluOfSum(s0);
+            s1 = leakyReluOfSum(s1);
           }
           y[yRow1 + ow] = s1;
           y[yRow0 + ow] = s0;

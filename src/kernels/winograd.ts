@@ -12,6 +12,7 @@
 // Measured on conv2 (16 → 32 channels in 2 groups, 14 × 14, 50 images a call): 128 instead of
 // 246 microseconds per image for im2col with the tiled multiply, best of 30 calls (AMD EPYC,
 // Node 20, machine shared with other jobs; `node dist/bench/kernels.js`, conv2 forward row).
+import { leakyReluOfSum } from "./activation.js";
 import type { Conv2dGeometry } from "./conv2d.js";
 import { copyIntoPaddedPlanes, float64Scratch } from "./conv2d-scratch.js";
 
@@ -274,6 +275,7 @@ function transformWinogradOutputs(
   b: Float32Array | null,
   y: Float32Array,
   image: number,
+  leakyRelu: boolean,
 ): void {
   const { outChannels, outHeight, outWidth, groups } = g;
   const outChannelsPerGroup = outChannels / groups;
@@ -317,10 +319,20 @@ function transformWinogradOutputs(
         const u12 = m12 - m22 - m32,
           u13 = m13 - m23 - m33;
         // (Aᵀ m) A combines columns the same way.
-        y[yTop] = bias + (u00 + u01 + u02);
-        y[yTop + 1] = bias + (u01 - u02 - u03);
-        y[yTop + outWidth] = bias + (u10 + u11 + u12);
-        y[yTop + outWidth + 1] = bias + (u11 - u12 - u13);
+        let y00 = bias + (u00 + u01 + u02);
+        let y01 = bias + (u01 - u02 - u03);
+        let y10 = bias + (u10 + u11 + u12);
+        let y11 = bias + (u11 - u12 - u13);
+        if (leakyRelu) {
+          y00 = leakyReluOfSum(y00);
+          y01 = leakyReluOfSum(y01);
+          y10 = leakyReluOfSum(y10);
+          y11 = leakyReluOfSum(y11);
+        }
+        y[yTop] = y00;
+        y[yTop + 1] = y01;
+        y[yTop + outWidth] = y10;
+        y[yTop + outWidth + 1] = y11;
         tile++;
         yTop += 2;
       }
@@ -330,7 +342,8 @@ function transformWinogradOutputs(
 
 /**
  * Runs conv2dForward through Winograd F(2 × 2, 3 × 3); useWinograd(g) must be true. `planes` is the
- * padded-input scratch from clearedPaddedPlanes(g).
+ * padded-input scratch from clearedPaddedPlanes(g). With `leakyRelu` true, each output is stored
+ * through leakyReluOfSum.
  */
 export function winogradForward(
   g: Conv2dGeometry,
@@ -340,6 +353,7 @@ export function winogradForward(
   w: Float32Array,
   b: Float32Array | null,
   y: Float32Array,
+  leakyRelu: boolean,
 ): void {
   const { inChannels, outChannels, outHeight, outWidth, groups } = g;
   const inChannelsPerGroup = inChannels / groups;
@@ -364,7 +378,7 @@ export function winogradForward(
         tileCount,
         group * 16 * inChannelsPerGroup * outChannelsPerGroup,
       );
-      transformWinogradOutputs(g, group * outChannelsPerGroup, b, y, image);
+      transformWinogradOutputs(g, group * outChannelsPerGroup, b, y, image, leakyRelu);
     }
   }
 }
