@@ -48,6 +48,11 @@ function parseArguments(argv) {
 function run(command, args) {
   console.log(`$ ${[command, ...args].join(" ")}`);
   const result = spawnSync(command, args, { cwd: root, stdio: "inherit" });
+  if (result.status === 130 || result.status === 143) {
+    // The trainer wrote its checkpoint before exiting: the next run of this script resumes.
+    console.log("stopped by a signal; run npm run experiments again to resume");
+    process.exit(result.status);
+  }
   if (result.status !== 0) {
     throw new Error(`${args[0]} exited with ${result.status ?? result.signal}`);
   }
