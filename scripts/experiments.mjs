@@ -199,6 +199,10 @@ function writeReport(summaries) {
   writeFileSync(join(docs, "RESULTS.md"), lines.join("\n"));
 }
 
+// Ctrl-C reaches the trainer too, which checkpoints and exits with 130; this script waits for it.
+process.on("SIGINT", () => {});
+process.on("SIGTERM", () => {});
+
 const options = parseArguments(process.argv.slice(2));
 mkdirSync(join(docs, "logs"), { recursive: true });
 mkdirSync(join(docs, "weights"), { recursive: true });
