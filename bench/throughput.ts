@@ -2,6 +2,8 @@
 // that its peak resident memory is its own. Prints one JSON object on stdout.
 //
 // node dist/bench/throughput.js --net conv-net --threads 2 [--steps 4] [--runs 3] [--synthetic]
+import { readFileSync } from "node:fs";
+
 import { Command, Option } from "commander";
 
 import { loadFashionMnist, locateDataDirectory, type FashionMnist } from "../src/data/index.js";
@@ -35,6 +37,21 @@ function loadData(
 ): { data: FashionMnist; kind: ThroughputFigure["data"] } {
   if (synthetic) return { data: syntheticFashionMnist(images, 250), kind: "synthetic" };
   return { data: loadFashionMnist(locateDataDirectory({})), kind: "fashion-mnist" };
+}
+
+/**
+ * Returns this process's peak resident set size. On Linux it reads VmHWM from /proc/self/status:
+ * getrusage's maxRSS (process.resourceUsage) survives exec, so a child spawned by a large parent
+ * would report at least the parent's size. Elsewhere it falls back to maxRSS.
+ */
+function peakResidentBytes(): number {
+  try {
+    const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/status", "utf8"));
+    if (match) return Number(match[1]) * 1024;
+  } catch {
+    // No procfs: use getrusage below.
+  }
+  return process.resourceUsage().maxRSS * 1024;
 }
 
 export async function measureThroughput(options: {
@@ -86,7 +103,7 @@ export async function measureThroughput(options: {
     steps: options.steps,
     imagesPerSecond,
     profile: trainer.profile,
-    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    maxRssBytes: peakResidentBytes(),
     dataLoadSeconds,
     data: kind,
   };
