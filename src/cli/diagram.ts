@@ -1,15 +1,14 @@
 // dist/diagram.js: draw a network as an SVG graph of its layers, laid out by Graphviz (compiled to
 // WebAssembly in @viz-js/viz). The graph is built from planModel, the plan the trainer itself
 // runs, so the shapes and parameter counts shown are those of the code.
-import { writeFileSync } from "node:fs";
 
 import { instance } from "@viz-js/viz";
-import { Command, CommanderError, Option } from "commander";
+import { Command, Option } from "commander";
 
 import { LEAKY_RELU_SLOPE } from "../kernels/activation.js";
 import { planModel, type ModelPlan, type PlannedLayer, type Shape } from "../model/plan.js";
 import { NET_NAMES, type NetName } from "../nets/index.js";
-import { ExitCode, UsageError } from "./errors.js";
+import { parseCommand, runTool, writeOutputFile } from "./command.js";
 
 const FONT = "Verdana";
 const TRAINED_FILL = "#dbe8f7";
@@ -38,16 +37,7 @@ function buildCommand(): Command {
 
 /** Parses argv (without node and the script); exits with 0 after --help, 2 on a bad flag. */
 function parseArguments(argv: string[]): DiagramOptions {
-  const command = buildCommand().exitOverride();
-  try {
-    command.parse(argv, { from: "user" });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      // commander has already printed its message (or the help text).
-      process.exit(error.exitCode === 0 ? ExitCode.success : ExitCode.usage);
-    }
-    throw error;
-  }
+  const command = parseCommand(buildCommand(), argv);
   const { net, output } = command.opts<{ net: NetName; output?: string }>();
   return { net, output: output ?? `${net}.svg` };
 }
@@ -154,24 +144,12 @@ function buildDot(plan: ModelPlan): string {
 async function run(options: DiagramOptions): Promise<void> {
   const viz = await instance();
   const svg = viz.renderString(buildDot(planModel(options.net)), { format: "svg", engine: "dot" });
-  try {
-    writeFileSync(options.output, svg);
-  } catch (error) {
-    throw new UsageError(`cannot write ${options.output}: ${(error as Error).message}`);
-  }
+  writeOutputFile(options.output, svg);
 }
 
 export async function main(argv: string[]): Promise<number> {
   const options = parseArguments(argv);
-  try {
-    await run(options);
-    return ExitCode.success;
-  } catch (error) {
-    const usage = error instanceof UsageError;
-    process.stderr.write(`error: ${(error as Error).message}\n`);
-    if (!usage) process.stderr.write(`${(error as Error).stack ?? ""}\n`);
-    return usage ? ExitCode.usage : ExitCode.failure;
-  }
+  return runTool(() => run(options));
 }
 
 process.exitCode = await main(process.argv.slice(2));

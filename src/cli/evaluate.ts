@@ -1,19 +1,19 @@
 // dist/evaluate.js: load saved weights into a network and report its loss, accuracy and confusion
 // matrix on the Fashion-MNIST test set, computed in the calling thread.
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 
 import { createNetwork, type Network } from "../index.js";
 import {
   CLASS_NAMES,
-  DataError,
   loadFashionMnist,
   locateDataDirectory,
   type ImageSet,
 } from "../data/index.js";
-import { matchParameters, readSafetensors, SafetensorsError } from "../io/safetensors.js";
+import { matchParameters, readSafetensors } from "../io/safetensors.js";
 import { EVALUATION, ModelWorkspace, pixelsToInput } from "../model/workspace.js";
 import { NET_NAMES, type NetName } from "../nets/index.js";
-import { ExitCode, UsageError } from "./errors.js";
+import { parseCommand, runTool } from "./command.js";
+import { UsageError } from "./errors.js";
 
 /** Test images per forward pass; bounds the size of the activation buffers. */
 const BATCH_SIZE = 500;
@@ -80,16 +80,7 @@ function buildCommand(): Command {
 
 /** Parses argv (without node and the script); exits with 0 after --help, 2 on a bad flag. */
 function parseArguments(argv: string[]): EvaluateOptions {
-  const command = buildCommand().exitOverride();
-  try {
-    command.parse(argv, { from: "user" });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      // commander has already printed its message (or the help text).
-      process.exit(error.exitCode === 0 ? ExitCode.success : ExitCode.usage);
-    }
-    throw error;
-  }
+  const command = parseCommand(buildCommand(), argv);
   return command.opts<EvaluateOptions>();
 }
 
@@ -182,20 +173,9 @@ function run(options: EvaluateOptions, warn: (message: string) => void): void {
   console.log(formatConfusionMatrix(result.confusion));
 }
 
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const options = parseArguments(argv);
-  try {
-    run(options, (message) => process.stderr.write(`warning: ${message}\n`));
-    return ExitCode.success;
-  } catch (error) {
-    const usage =
-      error instanceof UsageError ||
-      error instanceof DataError ||
-      error instanceof SafetensorsError;
-    process.stderr.write(`error: ${(error as Error).message}\n`);
-    if (!usage) process.stderr.write(`${(error as Error).stack ?? ""}\n`);
-    return usage ? ExitCode.usage : ExitCode.failure;
-  }
+  return runTool(() => run(options, (message) => process.stderr.write(`warning: ${message}\n`)));
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

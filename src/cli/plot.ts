@@ -1,14 +1,15 @@
 // dist/plot.js: plot the per-epoch statistics that `train.js --csv-file-name` writes, as an SVG
 // with loss on the left axis and accuracy on the right. The chart is a Vega-Lite specification,
 // compiled to Vega and rendered headless (no canvas or browser) by Vega's View#toSVG.
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { basename, extname, resolve } from "node:path";
 
-import { Command, CommanderError, Option } from "commander";
+import { Command, Option } from "commander";
 import { parse as parseVega, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 
 import { CSV_HEADER } from "../training/csv.js";
+import { parseCommand, runTool, writeOutputFile } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 
 /** Column names of the statistics file, as in its header line. */
@@ -67,16 +68,7 @@ function buildCommand(): Command {
 
 /** Parses argv (without node and the script); exits with 0 after --help, 2 on a bad flag. */
 function parseArguments(argv: string[]): PlotOptions {
-  const command = buildCommand().exitOverride();
-  try {
-    command.parse(argv, { from: "user" });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      // commander has already printed its message (or the help text).
-      process.exit(error.exitCode === 0 ? ExitCode.success : ExitCode.usage);
-    }
-    throw error;
-  }
+  const command = parseCommand(buildCommand(), argv);
   const statistics = command.args[0];
   const output =
     command.opts<{ output?: string }>().output ??
@@ -265,24 +257,12 @@ async function run(options: PlotOptions): Promise<void> {
   }
   const trials = parseStatistics(text, options.statistics);
   const svg = await renderSvg(buildChartSpec(basename(options.statistics), trials));
-  try {
-    writeFileSync(options.output, svg);
-  } catch (error) {
-    throw new UsageError(`cannot write ${options.output}: ${(error as Error).message}`);
-  }
+  writeOutputFile(options.output, svg);
 }
 
 export async function main(argv: string[]): Promise<number> {
   const options = parseArguments(argv);
-  try {
-    await run(options);
-    return ExitCode.success;
-  } catch (error) {
-    const usage = error instanceof UsageError;
-    process.stderr.write(`error: ${(error as Error).message}\n`);
-    if (!usage) process.stderr.write(`${(error as Error).stack ?? ""}\n`);
-    return usage ? ExitCode.usage : ExitCode.failure;
-  }
+  return runTool(() => run(options));
 }
 
 process.exitCode = await main(process.argv.slice(2));

@@ -1,17 +1,14 @@
 // dist/train.js: parse flags, check every input, train every trial, report each epoch, and
 // stop cleanly on interrupts, divergence and repeated worker failures.
-import { CommanderError } from "commander";
 import cliProgress from "cli-progress";
 import type { Logger } from "pino";
 
-import { DataError } from "../data/index.js";
-import { SafetensorsError, writeSafetensors } from "../io/safetensors.js";
+import { writeSafetensors } from "../io/safetensors.js";
 import { createEventLog, formatEpochLine, machineFields } from "../log.js";
 import { parameterViews } from "../model/plan.js";
 import {
   BEST_CHECKPOINT,
   CHECKPOINT_FORMAT_VERSION,
-  CheckpointError,
   LATEST_CHECKPOINT,
   writeCheckpoint,
 } from "../training/checkpoint.js";
@@ -24,32 +21,14 @@ import {
   type TrialSnapshot,
 } from "../training/trainer.js";
 import { PACKAGE_VERSION } from "../version.js";
+import { isInputError, parseCommand, reportError } from "./command.js";
 import { ExitCode, UsageError } from "./errors.js";
 import { buildCommand, readOptions, type ParsedOptions, type TrainOptions } from "./options.js";
 import { prepareRun, type PreparedRun } from "./prepare.js";
 
 /** Parses argv (without node and the script); exits with 0 after --help, 2 on a bad flag. */
 function parseArguments(argv: string[]): ParsedOptions {
-  const command = buildCommand().exitOverride();
-  try {
-    command.parse(argv, { from: "user" });
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      // commander has already printed its message (or the help text).
-      process.exit(error.exitCode === 0 ? ExitCode.success : ExitCode.usage);
-    }
-    throw error;
-  }
-  return readOptions(command);
-}
-
-function isInputError(error: unknown): boolean {
-  return (
-    error instanceof UsageError ||
-    error instanceof DataError ||
-    error instanceof CheckpointError ||
-    error instanceof SafetensorsError
-  );
+  return readOptions(parseCommand(buildCommand(), argv));
 }
 
 /** Watches SIGINT and SIGTERM: the first stops the run after the current step, and a second SIGINT exits at once. */
@@ -300,11 +279,9 @@ async function runCommand(parsed: ParsedOptions, interrupts: InterruptWatch): Pr
   let log: Logger;
   try {
     prepared = prepareRun(parsed);
-    log = createEventLog(options.logFile, options.logFormat === "json");
+    log = openEventLog(options);
   } catch (error) {
-    if (!isInputError(error) && (error as NodeJS.ErrnoException).code === undefined) throw error;
-    process.stderr.write(`error: ${(error as Error).message}\n`);
-    return ExitCode.usage;
+    return reportError(error);
   }
 
   for (const message of prepared.warnings) {
@@ -344,6 +321,18 @@ async function runCommand(parsed: ParsedOptions, interrupts: InterruptWatch): Pr
   }
 }
 
+/** Opens the event log; a log file that cannot be opened is an input error (exit code 2). */
+function openEventLog(options: TrainOptions): Logger {
+  try {
+    return createEventLog(options.logFile, options.logFormat === "json");
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new UsageError(
+      `--log-file ${options.logFile}: cannot open it (${reason}). Name a writable file`,
+    );
+  }
+}
+
 function reportFailure(error: Error, log: Logger): number {
   if (error instanceof DivergenceError) {
     log.error(
@@ -358,14 +347,8 @@ function reportFailure(error: Error, log: Logger): number {
     process.stderr.write(`error: ${error.message}; the last checkpoint (if any) is intact\n`);
     return ExitCode.stepFailed;
   }
-  if (isInputError(error)) {
-    log.error({ event: "error", err: error }, error.message);
-    process.stderr.write(`error: ${error.message}\n`);
-    return ExitCode.usage;
-  }
-  log.error({ event: "error", err: error }, error.message);
-  process.stderr.write(`error: ${error.stack ?? error.message}\n`);
-  return ExitCode.failure;
+  log.error({ event: "error", err: error, input: isInputError(error) }, error.message);
+  return reportError(error);
 }
 
 process.exitCode = await main(process.argv.slice(2));
