@@ -1,5 +1,5 @@
-// What every command-line tool here shares: flag parsing with exit code 2 on a bad flag, and one
-// error line (exit code 2 for bad input, 1 with a stack trace for a bug).
+// Helpers shared by every command-line tool here: flag parsing with exit code 2 on a bad flag,
+// and one error line per failure (exit code 2 for bad input, 1 with a stack trace for a bug).
 import { writeFileSync } from "node:fs";
 
 import { CommanderError, type Command } from "commander";
