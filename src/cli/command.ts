@@ -15,6 +15,12 @@ import { ExitCode, UsageError } from "./errors.js";
  */
 export function parseCommand(command: Command, argv: string[]): Command {
   command.exitOverride();
+  // One line per error: the "Did you mean" suggestion and the --help hint join the message.
+  command.showHelpAfterError(false);
+  command.configureOutput({
+    outputError: (text, write) =>
+      write(`${text.trim().replace(/\s*\n\s*/g, " ")} (run with --help to see every flag)\n`),
+  });
   try {
     command.parse(argv, { from: "user" });
   } catch (error) {

@@ -31,7 +31,6 @@ function buildCommand(): Command {
     )
     .addOption(new Option("-o, --output <file>", "SVG file to write (default: <net>.svg)"))
     .helpOption("-h, --help", "show every flag")
-    .showHelpAfterError("(run with --help to see every flag)")
     .allowExcessArguments(false);
 }
 

@@ -38,7 +38,7 @@ interface Evaluation {
 function positiveInteger(text: string): number {
   const value = Number(text);
   if (!/^\+?\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidArgumentError("expected a positive integer.");
+    throw new InvalidArgumentError("Expected a positive integer.");
   }
   return value;
 }
@@ -74,7 +74,6 @@ function buildCommand(): Command {
       ).argParser(positiveInteger),
     )
     .helpOption("-h, --help", "show every flag")
-    .showHelpAfterError("(run with --help to see every flag)")
     .allowExcessArguments(false);
 }
 

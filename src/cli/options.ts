@@ -54,8 +54,8 @@ export const RESUMABLE_FLAGS: readonly (keyof TrainOptions)[] = [
 function integerIn(minimum: number, maximum: number) {
   const expected =
     maximum === Number.MAX_SAFE_INTEGER && minimum === 1
-      ? "expected a positive integer."
-      : `expected an integer from ${minimum} to ${maximum}.`;
+      ? "Expected a positive integer."
+      : `Expected an integer from ${minimum} to ${maximum}.`;
   return (text: string): number => {
     const value = Number(text);
     if (!/^[+-]?\d+$/.test(text.trim()) || !Number.isSafeInteger(value)) {
@@ -71,10 +71,10 @@ function finiteNumber(minimum: number, inclusive: boolean) {
   return (text: string): number => {
     const value = Number(text);
     if (text.trim() === "" || !Number.isFinite(value)) {
-      throw new InvalidArgumentError(`expected a finite number ${range}.`);
+      throw new InvalidArgumentError(`Expected a finite number ${range}.`);
     }
     if (inclusive ? value < minimum : value <= minimum) {
-      throw new InvalidArgumentError(`expected a finite number ${range}.`);
+      throw new InvalidArgumentError(`Expected a finite number ${range}.`);
     }
     return value;
   };
@@ -167,7 +167,7 @@ export function buildCommand(): Command {
     .addOption(
       new Option(
         "--resume <directory>",
-        "continue the run saved in DIR/latest (its settings apply; --epoch-count may be raised)",
+        "continue the run saved in DIR/latest and keep checkpointing there (its settings apply; --epoch-count may be raised)",
       ),
     )
     .addOption(
@@ -183,7 +183,6 @@ export function buildCommand(): Command {
       new Option("--quiet", "no per-epoch lines on stdout and no progress bar").default(false),
     )
     .helpOption("-h, --help", "show every flag with its default")
-    .showHelpAfterError("(run with --help to see every flag)")
     .allowExcessArguments(false);
 }
 

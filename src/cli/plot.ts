@@ -62,7 +62,6 @@ function buildCommand(): Command {
       new Option("-o, --output <file>", "SVG file to write (default: the CSV path with .svg)"),
     )
     .helpOption("-h, --help", "show every flag")
-    .showHelpAfterError("(run with --help to see every flag)")
     .allowExcessArguments(false);
 }
 

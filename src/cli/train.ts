@@ -212,7 +212,7 @@ class Run {
       `interrupted at ${where}`,
     );
     const next = directory
-      ? `resume with: node dist/train.js --resume ${directory}`
+      ? `resume with: ${resumeCommand(this.options, directory)}`
       : "no --checkpoint-dir was given, so this run cannot be resumed";
     process.stderr.write(`interrupted by ${this.interrupts.signal} after ${where}; ${next}\n`);
     return this.interrupts.exitCode;
@@ -272,8 +272,25 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** Returns the command that resumes this run into the same output files. */
+export function resumeCommand(options: TrainOptions, directory: string): string {
+  const words = ["node", "dist/train.js", "--resume", directory];
+  const outputs: [string, string | undefined][] = [
+    ["--csv-file-name", options.csvFileName],
+    ["--log-file", options.logFile],
+    ["--save-weights", options.saveWeights],
+  ];
+  for (const [flag, value] of outputs) if (value !== undefined) words.push(flag, value);
+  if (options.logFormat !== "text") words.push("--log-format", options.logFormat);
+  return words.map((word) => (/^[\w./:=+-]+$/.test(word) ? word : JSON.stringify(word))).join(" ");
+}
+
 async function runCommand(parsed: ParsedOptions, interrupts: InterruptWatch): Promise<number> {
   const { options } = parsed;
+  // A resumed run goes on checkpointing where it resumed from, unless --checkpoint-dir names another.
+  if (options.resume !== undefined && options.checkpointDir === undefined) {
+    options.checkpointDir = options.resume;
+  }
 
   let prepared: PreparedRun;
   let log: Logger;
