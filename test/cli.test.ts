@@ -101,6 +101,16 @@ describe("train.js flags", () => {
     assert.match(stderr, /--train-count 401 is larger than the training set \(400 images\)/);
   });
 
+  test(
+    "unwritable csv directory exits with 2",
+    { skip: process.platform !== "linux" && "needs /proc" },
+    () => {
+      const { status, stderr } = run([...QUICK, "--csv-file-name", "/proc/stats.csv"]);
+      assert.equal(status, 2);
+      assert.match(stderr, /--csv-file-name \/proc\/stats.csv: cannot write in \/proc/);
+    },
+  );
+
   test("test count beyond the set exits with 2", () => {
     const { status, stderr } = run([...QUICK, "--test-count", "101"]);
     assert.equal(status, 2);

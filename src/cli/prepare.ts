@@ -1,6 +1,6 @@
 // Everything a run checks before it creates any output: the output paths, flags against the
 // checkpoint being resumed, the initial weights file, the data, and the subset sizes.
-import { statSync, type Stats } from "node:fs";
+import { rmSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
 import { loadFashionMnist, locateDataDirectory, type FashionMnist } from "../data/index.js";
@@ -106,7 +106,10 @@ function checkParentDirectory(flag: string, path: string): void {
   for (;;) {
     const stats = statOrUndefined(ancestor);
     if (stats) {
-      if (stats.isDirectory()) return;
+      if (stats.isDirectory()) {
+        checkWritable(flag, path, ancestor);
+        return;
+      }
       throw new UsageError(
         `${flag} ${path}: ${ancestor} is a file, so the path cannot be created. Name a path in a directory`,
       );
@@ -114,6 +117,23 @@ function checkParentDirectory(flag: string, path: string): void {
     const parent = dirname(ancestor);
     if (parent === ancestor) return;
     ancestor = parent;
+  }
+}
+
+/**
+ * Creates and removes an empty file in `directory`, so that a directory the run cannot write to
+ * (read-only, no permission, a pseudo file system) fails now rather than after an epoch.
+ */
+function checkWritable(flag: string, path: string, directory: string): void {
+  const probe = join(directory, `.write-check-${process.pid}.tmp`);
+  try {
+    writeFileSync(probe, "");
+    rmSync(probe, { force: true });
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new UsageError(
+      `${flag} ${path}: cannot write in ${directory} (${reason}). Name a path in a writable directory`,
+    );
   }
 }
 
