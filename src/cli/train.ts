@@ -1,5 +1,7 @@
 // dist/train.js: parse flags, check every input, train every trial, report each epoch, and
 // stop cleanly on interrupts, divergence and repeated worker failures.
+import { readFileSync } from "node:fs";
+
 import cliProgress from "cli-progress";
 import type { Logger } from "pino";
 
@@ -80,7 +82,22 @@ class Run {
     private readonly interrupts: InterruptWatch,
   ) {
     this.csv = options.csvFileName ? new CsvWriter(options.csvFileName) : null;
+    const position = prepared.checkpoint?.snapshot.position;
+    if (this.csv && position) this.continueCsv(this.csv, position);
     this.bestTestAccuracy = prepared.checkpoint?.bestTestAccuracy ?? null;
+  }
+
+  /** On resume, keeps the rows an existing CSV file has for the epochs before the checkpoint. */
+  private continueCsv(csv: CsvWriter, position: TrialPosition): void {
+    let text: string;
+    try {
+      text = readFileSync(csv.path, "utf8");
+    } catch {
+      return; // No earlier file: the resumed run writes the rows of the epochs it completes.
+    }
+    if (!csv.continueFrom(text, position.trial, position.epoch)) {
+      this.warn(`${csv.path} is not a statistics file of this run; it will be replaced`);
+    }
   }
 
   private get humanOutput(): boolean {

@@ -17,6 +17,28 @@ export class CsvWriter {
 
   constructor(readonly path: string) {}
 
+  /**
+   * Keeps the rows of `text` (an earlier file of the same run) for epochs before a resume point:
+   * every row of earlier trials, and epochs 1 .. completedEpochs of trial `trial`. Block k of the
+   * file is trial k. Returns false, keeping nothing, when the text is not such a file.
+   */
+  continueFrom(text: string, trial: number, completedEpochs: number): boolean {
+    const blocks = text.split(/\n\s*\n/).filter((block) => block.trim() !== "");
+    const kept: string[][] = [];
+    for (const [index, block] of blocks.entries()) {
+      const [header, ...rows] = block.trim().split("\n");
+      if (header !== CSV_HEADER) return false;
+      const valid = rows.every(
+        (row, i) => row.startsWith(`${i + 1}, `) && row.split(",").length === 5,
+      );
+      if (!valid) return false;
+      if (index < trial) kept.push(rows);
+      else if (index === trial) kept.push(rows.slice(0, completedEpochs));
+    }
+    this.trials.splice(0, this.trials.length, ...kept);
+    return true;
+  }
+
   add(result: EpochResult): void {
     while (this.trials.length <= result.trial) this.trials.push([]);
     this.trials[result.trial].push(formatCsvRow(result));
