@@ -14,7 +14,7 @@ import type { MaxPool2dGeometry } from "./maxpool2d.js";
 
 const SLOPE_STEP = 1 - LEAKY_RELU_SLOPE;
 
-/** Whether leakyReluMaxPool2dBackward handles this pooling geometry. */
+/** Returns whether leakyReluMaxPool2dBackward handles this pooling geometry. */
 export function canFuseLeakyReluMaxPoolBackward(g: MaxPool2dGeometry): boolean {
   // Windows that do not overlap, so each input receives the gradient of at most one window.
   return g.size === 2 && g.stride >= 2;

@@ -51,7 +51,7 @@ export class ModelWorkspace {
   readonly labels: Uint8Array;
 
   // values[i] is layer i's input and values[i + 1] its output; deltas[i] is the gradient of
-  // the loss with respect to values[i]. deltas[0] is null: nobody needs the input's gradient.
+  // the loss with respect to values[i]. deltas[0] is null because no layer needs the input's gradient.
   private readonly values: Float32Array[];
   private readonly deltas: (Float32Array | null)[];
   private readonly poolIndices: (Int32Array | null)[];

@@ -4,7 +4,7 @@
 //   2. forward/backward of each shard into its own gradient slot (workers; coordinator waits)
 //   3. reduce the slots in slot order, optimizer step, publish the step (coordinator; workers idle)
 // Shard boundaries depend only on the mini-batch size, and the reduction order only on the slot
-// number, so the arithmetic, and so every result, is the same for any thread count.
+// number. So the arithmetic, and with it every result, is the same for any thread count.
 import { availableParallelism } from "node:os";
 
 import { Piscina } from "piscina";
@@ -62,7 +62,7 @@ export interface EpochResult {
 }
 
 /**
- * Where a trial stands: the next mini-batch to train, and the sums of the epoch so far. Every
+ * Position of a trial: the next mini-batch to train, and the sums of the epoch so far. Every
  * random stream is keyed by (seed, purpose, epoch, image), so this position fixes all of them.
  */
 export interface TrialPosition {
@@ -210,7 +210,7 @@ export class Trainer {
       workerData: this.setup,
     });
     // A failure outside any task (a worker that cannot start, say) arrives here, not as a
-    // rejected task; keep it and fail the step that waits on the pool.
+    // rejected task. Keep it, so the step that waits on the pool fails with it.
     this.pool.on("error", (error: Error) => {
       this.poolError = error;
     });
