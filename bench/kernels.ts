@@ -12,7 +12,6 @@ import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 
 import {
-  canFuseLeakyReluMaxPoolBackward,
   conv2dBackward,
   conv2dForward,
   denseBackward,
@@ -34,7 +33,13 @@ import {
   type ModelPlan,
   type PlannedLayer,
 } from "../src/model/plan.js";
-import { ModelWorkspace, pixelsToInput, type PassMode } from "../src/model/workspace.js";
+import {
+  blurKernel,
+  ModelWorkspace,
+  pixelsToInput,
+  planFusions,
+  type PassMode,
+} from "../src/model/workspace.js";
 import { fillDropoutMask, Random } from "../src/random.js";
 import { syntheticImageSet } from "../src/data/synthetic.js";
 
@@ -59,16 +64,6 @@ export interface KernelFigure {
 /** Images per kernel call, as the trainer's workspace chunk. */
 const CHUNK = 50;
 const SEED = 7;
-
-// The fixed anti-aliasing kernel [1 2 1]ᵀ·[1 2 1] / 16 per channel, as the workspace builds it.
-function blurKernel(channels: number): Float32Array {
-  const taps = [1, 2, 1, 2, 4, 2, 1, 2, 1];
-  const kernel = new Float32Array(channels * 9);
-  for (let c = 0; c < channels; c++) {
-    for (let k = 0; k < 9; k++) kernel[c * 9 + k] = taps[k] / 16;
-  }
-  return kernel;
-}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((p, q) => p - q);
@@ -130,18 +125,7 @@ class BenchBuffers {
     this.poolIndices = [];
     this.masks = [];
     this.blurKernels = [];
-    this.fusedIntoPool = plan.layers.map((layer, i) => {
-      const next = plan.layers[i + 1];
-      return (
-        layer.kind === "leaky-relu" &&
-        next !== undefined &&
-        next.kind === "max-pool" &&
-        canFuseLeakyReluMaxPoolBackward(next.geometry)
-      );
-    });
-    this.fusedIntoConv = plan.layers.map(
-      (layer, i) => layer.kind === "leaky-relu" && i > 0 && plan.layers[i - 1].kind === "conv2d",
-    );
+    ({ fusedIntoPool: this.fusedIntoPool, fusedIntoConv: this.fusedIntoConv } = planFusions(plan));
     plan.layers.forEach((layer, i) => {
       const size = images * shapeSize(layer.output);
       if (layer.kind === "flatten") {

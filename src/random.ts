@@ -15,15 +15,19 @@ export function mix32(value: number): number {
 
 /** Hashes a list of integers (seed, purpose, epoch, index, ...) into one 32-bit key. */
 export function hashKey(...parts: number[]): number {
-  let h = 0x9e3779b9;
-  for (const part of parts) {
-    // Fold in values above 2^32 too, so a large seed is not silently truncated.
-    const low = part >>> 0;
-    const high = Math.floor(part / 4294967296) >>> 0;
-    h = mix32(h ^ low) + 0x6a09e667;
-    h = mix32(h ^ high) + 0xbb67ae85;
-  }
+  let h = HASH_START;
+  for (const part of parts) h = foldHash(h, part);
   return mix32(h);
+}
+
+const HASH_START = 0x9e3779b9;
+
+/** Folds one integer into a running hash; values above 2^32 count too, so no seed is truncated. */
+function foldHash(h: number, part: number): number {
+  const low = part >>> 0;
+  const high = Math.floor(part / 4294967296) >>> 0;
+  h = mix32(h ^ low) + 0x6a09e667;
+  return mix32(h ^ high) + 0xbb67ae85;
 }
 
 /** Purposes that separate the random streams drawn from one seed. */
@@ -123,7 +127,11 @@ export function fillDropoutMask(
   let a = 0x9e3779b9 | 0;
   let b = 0x243f6a88 | 0;
   let c = 0xb7e15162 | 0;
-  let d = hashKey(seed, RandomStream.dropout, epoch, imageIndex) | 0;
+  // hashKey(seed, RandomStream.dropout, epoch, imageIndex), without its rest-parameter array.
+  let key = foldHash(HASH_START, seed);
+  key = foldHash(key, RandomStream.dropout);
+  key = foldHash(key, epoch);
+  let d = mix32(foldHash(key, imageIndex)) | 0;
   const threshold = rate * 4294967296;
   for (let i = -12; i < count; i++) {
     const t = (((a + b) | 0) + d) | 0;

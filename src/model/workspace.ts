@@ -33,13 +33,38 @@ export type PassMode =
 export const EVALUATION: PassMode = { training: false };
 
 /** Builds the fixed anti-aliasing kernel [1 2 1]ᵀ·[1 2 1] / 16, one copy per channel. */
-function blurKernel(channels: number): Float32Array {
+export function blurKernel(channels: number): Float32Array {
   const taps = [1, 2, 1, 2, 4, 2, 1, 2, 1];
   const kernel = new Float32Array(channels * 9);
   for (let c = 0; c < channels; c++) {
     for (let k = 0; k < 9; k++) kernel[c * 9 + k] = taps[k] / 16;
   }
   return kernel;
+}
+
+/**
+ * Decides which leaky ReLU layers run fused, per layer index: fusedIntoPool when the 2×2 max pool
+ * after it does its backward pass, fusedIntoConv when the conv2d before it applies it on store.
+ * The workspace and the kernel benchmark both lay out their buffers by this.
+ */
+export function planFusions(plan: ModelPlan): {
+  fusedIntoPool: boolean[];
+  fusedIntoConv: boolean[];
+} {
+  const { layers } = plan;
+  const fusedIntoPool = layers.map((layer, i) => {
+    const next = layers[i + 1];
+    return (
+      layer.kind === "leaky-relu" &&
+      next !== undefined &&
+      next.kind === "max-pool" &&
+      canFuseLeakyReluMaxPoolBackward(next.geometry)
+    );
+  });
+  const fusedIntoConv = layers.map(
+    (layer, i) => layer.kind === "leaky-relu" && i > 0 && layers[i - 1].kind === "conv2d",
+  );
+  return { fusedIntoPool, fusedIntoConv };
 }
 
 export class ModelWorkspace {
@@ -88,19 +113,7 @@ export class ModelWorkspace {
     this.poolIndices = [];
     this.dropoutMasks = [];
     this.blurKernels = [];
-    this.fusedIntoPool = plan.layers.map((layer, i) => {
-      const next = plan.layers[i + 1];
-      return (
-        layer.kind === "leaky-relu" &&
-        next !== undefined &&
-        next.kind === "max-pool" &&
-        canFuseLeakyReluMaxPoolBackward(next.geometry)
-      );
-    });
-
-    this.fusedIntoConv = plan.layers.map(
-      (layer, i) => layer.kind === "leaky-relu" && i > 0 && plan.layers[i - 1].kind === "conv2d",
-    );
+    ({ fusedIntoPool: this.fusedIntoPool, fusedIntoConv: this.fusedIntoConv } = planFusions(plan));
 
     plan.layers.forEach((layer, i) => {
       const outputSize = capacity * shapeSize(layer.output);
