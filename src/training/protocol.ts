@@ -4,8 +4,8 @@
 // Memory visibility. Plain writes to a SharedArrayBuffer by one thread are guaranteed visible to
 // another only after a synchronizing pair of Atomics operations. The protocol relies on two:
 //  - Weights: after each optimizer step the coordinator writes the step number with
-//    Atomics.store(sync, PUBLISHED_STEP); a worker starts every task with Atomics.load of that
-//    word and checks it equals the task's step, so it reads the weights of that step.
+//    Atomics.store(sync, PUBLISHED_STEP). A worker starts every task with Atomics.load of that
+//    word and checks that it equals the task's step, so it reads the weights of that step.
 //  - Gradients: a worker writes its slot, then Atomics.store(slotSteps, slot, step + 1); after
 //    all tasks resolve, the coordinator reads every slot's word with Atomics.load before it
 //    reduces, and checks each says step + 1.
